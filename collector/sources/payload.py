@@ -1,0 +1,143 @@
+"""JSON payloads to samples: field paths, type coercion, timestamps, and reasons for rejects.
+
+Every way a payload can be wrong has a name, so the source can count rejects
+by reason and a user can see *why* messages are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from linemon.model import Sample
+
+MAX_FUTURE = timedelta(hours=1)
+MAX_PAST = timedelta(days=7)
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class FieldBinding:
+    """One signal taken from one field of the payloads on one topic."""
+
+    machine: str
+    signal: str
+    field: tuple[str, ...]
+    ts_field: tuple[str, ...] | None
+    type: str  # auto | int | float | bool | str
+
+
+def parse_json(payload: bytes) -> object:
+    try:
+        return json.loads(payload)
+    except UnicodeDecodeError as err:
+        raise Rejected("invalid_utf8", str(err)) from None
+    except ValueError as err:
+        raise Rejected("invalid_json", str(err)) from None
+
+
+def pick(document: object, path: tuple[str, ...]) -> object:
+    node = document
+    for key in path:
+        if not isinstance(node, dict):
+            raise Rejected("not_an_object", f"expected an object at {'.'.join(path)}")
+        if key not in node:
+            raise Rejected("missing_field", ".".join(path))
+        node = node[key]
+    return node
+
+
+def coerce(value: object, wanted: str) -> float | int | bool | str:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Rejected("nan_or_inf")
+    if wanted == "auto":
+        if isinstance(value, bool | int | float | str):
+            return value
+        raise Rejected("wrong_type", f"{type(value).__name__} is not a scalar")
+    try:
+        if wanted == "int":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, float) and (not math.isfinite(number) or not number.is_integer()):
+                raise ValueError
+            return int(number)
+        if wanted == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError
+            result = float(value)
+            if not math.isfinite(result):
+                raise Rejected("nan_or_inf")
+            return result
+        if wanted == "bool":
+            if isinstance(value, bool):
+                return value
+            if value in (0, 1, "0", "1", "true", "false"):
+                return value in (1, "1", "true")
+            raise ValueError
+        if isinstance(value, str | int | float | bool):
+            return str(value)
+        raise ValueError
+    except ValueError:
+        raise Rejected("wrong_type", f"{value!r} is not {wanted}") from None
+
+
+def parse_ts(raw: object, received: datetime) -> datetime:
+    if isinstance(raw, bool):
+        raise Rejected("bad_timestamp", repr(raw))
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            raise Rejected("bad_timestamp", repr(raw))
+        seconds = raw / 1000 if raw > 1e11 else raw  # epoch milliseconds or seconds
+        try:
+            ts = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise Rejected("bad_timestamp", repr(raw)) from None
+    elif isinstance(raw, str):
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            raise Rejected("bad_timestamp", repr(raw)) from None
+        if ts.tzinfo is None:
+            raise Rejected("bad_timestamp", f"{raw!r} has no timezone")
+        ts = ts.astimezone(UTC)
+    else:
+        raise Rejected("bad_timestamp", repr(raw))
+    if ts > received + MAX_FUTURE or ts < received - MAX_PAST:
+        raise Rejected("timestamp_out_of_range", ts.isoformat())
+    return ts
+
+
+def decode(
+    document: object, bindings: list[FieldBinding], received: datetime, source: str
+) -> list[Sample]:
+    """All samples one JSON document carries; the first bad field rejects the whole message."""
+    if not isinstance(document, dict):
+        raise Rejected("not_an_object", type(document).__name__)
+    samples = []
+    for binding in bindings:
+        try:
+            raw = pick(document, binding.field)
+        except Rejected as err:
+            if len(bindings) > 1 and err.reason == "missing_field":
+                continue  # a per-machine object need not carry every signal every time
+            raise
+        value = coerce(raw, binding.type)
+        ts = received
+        if binding.ts_field is not None:
+            try:
+                ts = parse_ts(pick(document, binding.ts_field), received)
+            except Rejected as err:
+                if err.reason != "missing_field":
+                    raise
+        samples.append(Sample(binding.machine, binding.signal, value, ts, received, source=source))
+    if not samples:
+        raise Rejected("missing_field", "no configured field present")
+    return samples

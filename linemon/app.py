@@ -1,0 +1,116 @@
+"""The composition root: builds sources, engine and historian from the config and runs them.
+
+Data path: a source emits a batch of samples -> the historian spool makes them
+durable (only then may an MQTT source acknowledge) -> the engine turns them into
+events -> events go to the spool and to live subscribers (the API's hub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from collector.historian.historian import Historian
+
+from collector.sources.base import Source, build_sources
+from collector.sources.supervisor import supervise
+from linemon.config import PlantConfig
+from linemon.model import Event, Sample
+from rules.engine import Engine
+
+log = logging.getLogger("linemon.app")
+Clock = Callable[[], datetime]
+TICK_S = 1.0
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class Linemon:
+    def __init__(self, config: PlantConfig, clock: Clock = wall_clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.engine = Engine(config, clock())
+        machine_lines = {m.id: line.id for line, m in config.machines()}
+        self.historian = Historian(config.historian, machine_lines)
+        self.sources: list[Source] = build_sources(config)
+        self._listeners: list[asyncio.Queue[Event]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+
+    # --- pipeline --------------------------------------------------------------------
+
+    async def ingest(self, samples: list[Sample]) -> None:
+        await self.historian.write_samples(samples)
+        events: list[Event] = []
+        for sample in samples:
+            events += self.engine.on_sample(sample)
+        await self._publish(events)
+
+    async def _publish(self, events: list[Event]) -> None:
+        if not events:
+            return
+        await self.historian.write_events(events)
+        for queue in self._listeners:
+            for event in events:
+                if queue.full():
+                    queue.get_nowait()  # a slow listener loses its oldest events, not the engine
+                queue.put_nowait(event)
+
+    def listen(self, maxsize: int = 10_000) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self._listeners.append(queue)
+        return queue
+
+    def unlisten(self, queue: asyncio.Queue[Event]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(queue)
+
+    def _on_gap(self, source: str, at: datetime, why: str) -> None:
+        events = self.engine.source_lost(source, at, why)
+        if events:
+            self._tasks.append(asyncio.create_task(self._publish(events)))
+
+    async def _tick(self) -> None:
+        while True:
+            await self._publish(self.engine.on_tick(self.clock()))
+            await asyncio.sleep(TICK_S)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.historian.start()
+        for source in self.sources:
+            self._tasks.append(asyncio.create_task(
+                supervise(source, self.ingest, on_gap=self._on_gap, clock=self.clock),
+                name=f"source:{source.name}",
+            ))
+        self._tasks.append(asyncio.create_task(self._tick(), name="engine-tick"))
+        self.started.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.historian.close()
+
+    def health(self) -> dict[str, object]:
+        return {
+            "sources": {
+                s.name: {
+                    "connected": s.stats.connected,
+                    "received": s.stats.received,
+                    "rejected": dict(s.stats.rejected),
+                    "duplicates": s.stats.duplicates,
+                    "reconnects": s.stats.reconnects,
+                    "last_error": s.stats.last_error,
+                }
+                for s in self.sources
+            },
+            "historian": self.historian.health(),
+        }

@@ -1,0 +1,157 @@
+"""Core types that cross every boundary: samples in, events out.
+
+`Sample` is on the hot path (one per tag change), so it is a frozen, slotted
+dataclass rather than a pydantic model. Events are plain dataclasses too; the
+API turns them into response models at its edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+Value = float | int | bool | str
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+
+class MachineState(StrEnum):
+    RUNNING = "running"
+    IDLE = "idle"  # starved, blocked or waiting: not the machine's own fault
+    DOWN = "down"  # unplanned stop
+    CHANGEOVER = "changeover"
+    PLANNED_STOP = "planned_stop"
+    OFFLINE = "offline"  # no data or bad quality: unknown, never running nor downtime
+
+
+class DowntimeCategory(StrEnum):
+    UNPLANNED = "unplanned"
+    PLANNED = "planned"
+    CHANGEOVER = "changeover"
+
+
+class Signal(StrEnum):
+    """Normalized signal names; anything else is a process value."""
+
+    STATE = "state"
+    GOOD_COUNT = "good_count"
+    REJECT_COUNT = "reject_count"
+    TOTAL_COUNT = "total_count"
+    FAULT_CODE = "fault_code"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    machine: str
+    signal: str
+    value: Value
+    source_ts: datetime  # device time (OPC-UA SourceTimestamp, payload ts), UTC
+    received_ts: datetime  # collector time, UTC
+    quality: Quality = Quality.GOOD
+    source: str = ""
+
+
+@dataclass(slots=True)
+class DowntimeEvent:
+    id: str
+    line: str
+    machine: str
+    start: datetime
+    end: datetime | None = None  # None while the stop is still open
+    reason_code: str | None = None
+    reason_text: str | None = None
+    category: DowntimeCategory = DowntimeCategory.UNPLANNED
+    micro_stop: bool = False
+    note: str | None = None
+    coded_by: str | None = None
+
+    def duration_s(self, now: datetime | None = None) -> float:
+        end = self.end or now
+        if end is None:
+            raise ValueError("open downtime event needs `now` to measure its duration")
+        return (end - self.start).total_seconds()
+
+
+class AlertState(StrEnum):
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(slots=True)
+class Alert:
+    rule_id: str
+    labels: dict[str, str]
+    fingerprint: str
+    severity: Severity
+    state: AlertState
+    first_seen: datetime
+    last_seen: datetime
+    value: float | None = None
+    message: str = ""
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OeeFigures:
+    """One OEE result with every input that produced it, so it can be checked by hand."""
+
+    planned_time_s: float  # [PBT] shift time minus planned stops
+    run_time_s: float  # [APT] planned time minus unplanned downtime and changeover
+    ideal_cycle_time_s: float
+    total_count: int
+    good_count: int
+    availability: float | None  # None means "not planned": no planned time yet
+    performance: float | None
+    quality: float | None
+    oee: float | None
+    losses_s: dict[str, float] = field(default_factory=dict)
+
+
+# --- engine events ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    line: str
+    machine: str
+    at: datetime
+    state: MachineState
+    previous: MachineState
+    reason_code: str | None = None
+    reason_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DowntimeStarted:
+    event: DowntimeEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DowntimeEnded:
+    event: DowntimeEvent
+
+
+@dataclass(frozen=True, slots=True)
+class PartsProduced:
+    line: str
+    machine: str
+    at: datetime
+    good: int
+    reject: int
+
+
+Event = StateChanged | DowntimeStarted | DowntimeEnded | PartsProduced
