@@ -14,7 +14,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from collector.historian.historian import Historian
-
 from collector.sources.base import Source, build_sources
 from collector.sources.supervisor import supervise
 from linemon.config import PlantConfig
@@ -36,7 +35,7 @@ class Linemon:
         self.clock = clock
         self.engine = Engine(config, clock())
         machine_lines = {m.id: line.id for line, m in config.machines()}
-        self.historian = Historian(config.historian, machine_lines)
+        self.historian = Historian(config.historian, machine_lines=machine_lines, clock=clock)
         self.sources: list[Source] = build_sources(config)
         self._listeners: list[asyncio.Queue[Event]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -46,9 +45,10 @@ class Linemon:
 
     async def ingest(self, samples: list[Sample]) -> None:
         await self.historian.write_samples(samples)
+        now = self.clock()
         events: list[Event] = []
         for sample in samples:
-            events += self.engine.on_sample(sample)
+            events += self.engine.on_sample(sample, now)
         await self._publish(events)
 
     async def _publish(self, events: list[Event]) -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collector.historian.config import HistorianConfig
 from linemon.model import MachineState
+from rules.rules_config import RulesConfig, cross_check_rules
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 NODE_RE = re.compile(r"^(nsu=[^;]+|ns=\d+);[sigb]=.+$")
@@ -216,6 +217,7 @@ class PlantConfig(Strict):
     lines: list[LineConfig] = Field(min_length=1)
     state_maps: dict[str, dict[str, StateMapEntry]] = Field(default_factory=dict)
     reason_codes: dict[str, str] = Field(default_factory=dict)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
     historian: HistorianConfig = Field(default_factory=HistorianConfig)
     api: ApiConfig = ApiConfig()
 
@@ -318,6 +320,8 @@ def cross_check(config: PlantConfig) -> list[tuple[str, str]]:
                 continue
             for name, tag in machine.tags.items():
                 problems.extend(_check_tag(f"{at}.tags.{name}", source.kind, tag))
+    machine_lines = {m.id: line.id for line, m in config.machines()}
+    problems += cross_check_rules(config.rules, machine_lines, set(sources))
     return problems
 
 

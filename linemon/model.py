@@ -103,6 +103,50 @@ class Alert:
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
+    fired_at: datetime | None = None
+    inhibited_by: str | None = None  # fingerprint of the alert that inhibits this one
+    silenced_by: str | None = None  # id of the silence that covers it
+
+    @property
+    def notifiable(self) -> bool:
+        return self.state is AlertState.FIRING and not self.inhibited_by and not self.silenced_by
+
+
+class AlertChange(StrEnum):
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    CLEARED = "cleared"  # a pending alert whose condition went away
+    EXPIRED = "expired"  # a resolved alert dropped after the retention
+    ACKNOWLEDGED = "acknowledged"
+    INHIBITED = "inhibited"
+    UNINHIBITED = "uninhibited"
+    SILENCED = "silenced"
+    UNSILENCED = "unsilenced"
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Alertmanager's silence; a maintenance window is a silence on a line or a machine."""
+
+    id: str
+    matchers: dict[str, str]  # label -> value; "rule" matches the rule id or its kind
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, alert: Alert) -> bool:
+        for key, value in self.matchers.items():
+            if key == "rule":
+                if value not in (alert.rule_id, alert.rule_id.split(":", 1)[0]):
+                    return False
+            elif alert.labels.get(key) != value:
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,4 +198,11 @@ class PartsProduced:
     reject: int
 
 
-Event = StateChanged | DowntimeStarted | DowntimeEnded | PartsProduced
+@dataclass(frozen=True, slots=True)
+class AlertChanged:
+    alert: Alert  # a snapshot: later changes do not show through
+    change: AlertChange
+    at: datetime
+
+
+Event = StateChanged | DowntimeStarted | DowntimeEnded | PartsProduced | AlertChanged

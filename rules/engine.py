@@ -11,6 +11,7 @@ from datetime import datetime
 
 from linemon.config import PlantConfig
 from linemon.model import Event, MachineState, OeeFigures, Sample
+from rules.alerting import AlertEngine
 from rules.calendar import ShiftCalendar
 from rules.tracker import MachineSettings, MachineTracker
 
@@ -70,21 +71,30 @@ class Engine:
             tracker = MachineTracker.start(settings, self.calendar, now)
             self.trackers[machine.id] = tracker
             self._by_source.setdefault(machine.source, []).append(tracker)
+        self.alerts = AlertEngine(config.rules, {m.id: ln.id for ln, m in config.machines()})
 
-    def on_sample(self, sample: Sample) -> list[Event]:
+    def on_sample(self, sample: Sample, now: datetime | None = None) -> list[Event]:
         tracker = self.trackers.get(sample.machine)
-        return tracker.on_sample(sample) if tracker is not None else []
+        events = tracker.on_sample(sample) if tracker is not None else []
+        self.alerts.on_sample(sample, now or sample.received_ts)
+        for event in events:
+            self.alerts.on_event(event)
+        return events
 
     def on_tick(self, now: datetime) -> list[Event]:
         events: list[Event] = []
         for tracker in self.trackers.values():
             events += tracker.on_tick(now)
-        return events
+        for event in events:
+            self.alerts.on_event(event, now)
+        return events + self.alerts.on_tick(now)
 
     def source_lost(self, source: str, at: datetime, why: str) -> list[Event]:
         events: list[Event] = []
         for tracker in self._by_source.get(source, []):
             events += tracker.source_lost(at, why)
+        for event in events:
+            self.alerts.on_event(event)
         return events
 
     # --- live view -------------------------------------------------------------------

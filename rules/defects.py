@@ -1,0 +1,119 @@
+"""Defect spikes: is a machine's reject rate running away right now?
+
+Two recent windows are judged: the last N parts (quick on a fast machine) and the last T
+seconds (quick on a slow one). Either is a spike when it holds at least `min_parts` parts
+and its reject rate reaches the absolute threshold, or reaches `factor` x the baseline
+(the rate over the longer window before it) while also above `min_rate` -- with a clean
+baseline, factor x 0 would make a single reject a spike.
+
+Parts arrive in batches (`PartsProduced` carries deltas), so windows are made of whole
+batches. Cumulative sums over a time-ordered list make every window a bisect, not a scan:
+this runs on every tick for every machine.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from rules.rules_config import DefectSpikeConfig
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRate:
+    name: str  # "last 30 parts", "last 120 s"
+    parts: int
+    rejects: int
+
+    @property
+    def rate(self) -> float:
+        return self.rejects / self.parts if self.parts else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeVerdict:
+    spiking: bool
+    window: WindowRate | None  # the window that spikes (or the parts window when none does)
+    baseline_rate: float | None  # None: too few parts in the baseline to use it
+    why: str
+
+
+class DefectSpikeDetector:
+    def __init__(self, config: DefectSpikeConfig) -> None:
+        self.config = config
+        self._at: list[datetime] = []
+        self._parts: list[int] = [0]  # cumulative, with a leading 0: window sums are differences
+        self._rejects: list[int] = [0]
+        self.since: datetime | None = None  # when the current spike began
+        self.last: SpikeVerdict | None = None
+
+    def add(self, at: datetime, good: int, reject: int) -> None:
+        if good + reject <= 0:
+            return
+        if self._at and at < self._at[-1]:
+            at = self._at[-1]  # keep the list sorted; a part is never older than the last one
+        self._at.append(at)
+        self._parts.append(self._parts[-1] + good + reject)
+        self._rejects.append(self._rejects[-1] + reject)
+        self.evaluate(at)  # a spike begins at the part that tips it, not at the next tick
+
+    def evaluate(self, now: datetime) -> SpikeVerdict:
+        self._prune(now)
+        verdict = self._judge(now)
+        if verdict.spiking and self.since is None:
+            self.since = now
+        elif not verdict.spiking:
+            self.since = None
+        self.last = verdict
+        return verdict
+
+    # --- windows ---------------------------------------------------------------------
+
+    def _judge(self, now: datetime) -> SpikeVerdict:
+        c = self.config
+        first = bisect_left(self._at, now - timedelta(seconds=c.baseline_window_s))
+        parts_start = max(first, self._parts_start(c.window_parts))
+        by_parts = self._from_index(parts_start, f"last {c.window_parts} parts")
+        time_start = max(first, bisect_right(self._at, now - timedelta(seconds=c.window_s)))
+        by_time = self._from_index(time_start, f"last {c.window_s:g} s")
+        # The baseline is what came before both windows, so a spike does not raise its own bar.
+        baseline_end = min(time_start, parts_start)
+        base_parts = self._parts[baseline_end] - self._parts[first]
+        base_rate = None
+        if base_parts >= c.baseline_min_parts:
+            base_rate = (self._rejects[baseline_end] - self._rejects[first]) / base_parts
+        for window in (by_parts, by_time):
+            if window.parts < c.min_parts:
+                continue
+            if c.absolute_rate is not None and window.rate >= c.absolute_rate:
+                return SpikeVerdict(True, window, base_rate,
+                                    f"{window.rate:.1%} rejects over the {window.name} "
+                                    f"(threshold {c.absolute_rate:.1%})")
+            if base_rate is not None and window.rate >= max(c.min_rate, c.factor * base_rate):
+                return SpikeVerdict(True, window, base_rate,
+                                    f"{window.rate:.1%} rejects over the {window.name}, "
+                                    f"at least {c.factor:g}x the baseline {base_rate:.1%}")
+        enough = by_parts.parts >= c.min_parts or by_time.parts >= c.min_parts
+        why = "reject rate normal" if enough else f"fewer than {c.min_parts} parts"
+        return SpikeVerdict(False, by_parts, base_rate, why)
+
+    def _parts_start(self, count: int) -> int:
+        """Index of the first batch of the smallest run of newest batches holding `count` parts."""
+        total = self._parts[-1]
+        # the largest i with total - parts[i] >= count, i.e. parts[i] <= total - count
+        i = bisect_right(self._parts, total - count) - 1
+        return max(i, 0)
+
+    def _from_index(self, i: int, name: str) -> WindowRate:
+        return WindowRate(name, self._parts[-1] - self._parts[i],
+                          self._rejects[-1] - self._rejects[i])
+
+    def _prune(self, now: datetime) -> None:
+        """Forget batches older than the baseline window, in chunks to keep it amortised."""
+        horizon = now - timedelta(seconds=self.config.baseline_window_s)
+        old = bisect_left(self._at, horizon)
+        if old and (old >= 256 or old * 2 >= len(self._at)):
+            del self._at[:old]
+            del self._parts[:old]
+            del self._rejects[:old]
