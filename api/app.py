@@ -1,4 +1,11 @@
-"""FastAPI app factory: routers per domain, problem-JSON errors, linemon's lifecycle."""
+"""FastAPI app factory: routers per domain, problem-JSON errors, limits, linemon's lifecycle.
+
+    app = create_app(linemon)           # the app starts and stops linemon (`linemon run`)
+    app = create_app(linemon, manage=False)  # the caller runs linemon (tests, embedding)
+
+The live hub (engine events -> boards) runs in the app's lifespan either way. Keys are
+checked here, at construction: a placeholder or missing key refuses to start.
+"""
 
 from __future__ import annotations
 
@@ -6,73 +13,83 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 
-from api.auth import KeyRing
-from api.routes import live, ops
+from api import openapi, problems
+from api.auth import AuthThrottle, KeyRing
+from api.limits import BodyLimit
+from api.live_hub import LiveHub
+from api.metrics import registry_for
+from api.routes import alerts, analysis, downtime, live, live_ws, machine_history, ops
 from linemon.app import Linemon
 
 log = logging.getLogger("linemon.api")
 
+DESCRIPTION = """\
+Live machine states, downtime history and OEE for production lines.
 
-def create_app(linemon: Linemon, *, manage: bool = True) -> FastAPI:
+**Auth**: send an API key as `Authorization: Bearer <key>` (or `X-API-Key`). Roles, from
+least to most: viewer < operator < maintenance < supervisor < admin; each operation says
+what it needs (`x-linemon-access`). Keys may be limited to some lines; a kiosk key opens
+only its line's live board (REST and the WebSocket `/api/v1/lines/{line}/live`, which
+also takes `?key=`). Missing or unknown key: 401; wrong role or line: 403; too many
+unknown keys from one client: 429.
+
+**Errors** are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`.
+
+**Times** are UTC with an offset (`2026-03-02T06:00:00Z`); history windows are
+`[start, end)` and at most `api.max_range_days` long.
+"""
+
+TAGS = [
+    {"name": "live", "description": "the engine's live view: boards, phones"},
+    {"name": "downtime", "description": "downtime history and reason coding"},
+    {"name": "analysis", "description": "Pareto, MTBF/MTTR and OEE over a window"},
+    {"name": "history", "description": "one machine's timeline, signals and counts"},
+    {"name": "alerts", "description": "active alerts, acknowledgements and silences"},
+    {"name": "operations", "description": "health, readiness and metrics"},
+]
+
+
+def create_app(linemon: Linemon, *, manage: bool = True, live_interval_s: float = 1.0
+               ) -> FastAPI:
     """`manage=True`: the app starts and stops linemon with its own lifespan."""
+    api_config = linemon.config.api
+    keyring = KeyRing(api_config)  # before anything else: bad keys stop the start
+    hub = LiveHub(linemon, min_interval_s=live_interval_s, heartbeat_s=live_interval_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage:
             await linemon.start()
+        await hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             if manage:
                 await linemon.stop()
 
-    app = FastAPI(
-        title="linemon",
-        version="0.1.0",
-        summary="Live machine states, downtime and OEE for production lines",
-        lifespan=lifespan,
-    )
+    app = FastAPI(title="linemon", version="0.1.0", description=DESCRIPTION,
+                  summary="Live machine states, downtime and OEE for production lines",
+                  openapi_tags=TAGS, lifespan=lifespan)
+    throttle = AuthThrottle(api_config.auth_failures_per_minute)
     app.state.linemon = linemon
-    app.state.keyring = KeyRing(linemon.config.api)
-    if linemon.config.api.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=linemon.config.api.cors_origins,
-                           allow_methods=["GET", "POST", "PUT", "PATCH"], allow_headers=["*"])
-    app.include_router(ops.router)
-    app.include_router(live.router)
-    _problem_json(app)
+    app.state.keyring = keyring
+    app.state.auth_throttle = throttle
+    app.state.hub = hub
+    app.state.metrics = registry_for(linemon, hub, throttle)
+
+    app.add_middleware(BodyLimit, max_bytes=api_config.max_body_bytes)
+    if api_config.cors_origins:  # added last: outermost, so refusals carry CORS headers too
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(api_config.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            expose_headers=["Retry-After", "Content-Disposition"])
+    for module in (ops, live, live_ws, downtime, analysis, machine_history, alerts):
+        app.include_router(module.router)
+    problems.install(app)
+    openapi.install(app)
     return app
-
-
-def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None):
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
-        status_code=status,
-        media_type="application/problem+json",
-        headers=headers,
-    )
-
-
-def _problem_json(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        title = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}.get(
-            exc.status_code, "Request failed")
-        return _problem(exc.status_code, title, str(exc.detail), exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            parts.append(f"{where}: {err['msg']}")
-        return _problem(422, "Invalid request", "; ".join(parts))
-
-    @app.exception_handler(Exception)
-    async def crashed(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return _problem(500, "Internal error", "the error was logged; no details are exposed")

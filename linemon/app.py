@@ -51,6 +51,10 @@ class Linemon:
             events += self.engine.on_sample(sample, now)
         await self._publish(events)
 
+    async def publish(self, events: list[Event]) -> None:
+        """Events made outside the pipeline (a person's acknowledgement) go the same way."""
+        await self._publish(events)
+
     async def _publish(self, events: list[Event]) -> None:
         if not events:
             return
@@ -92,10 +96,14 @@ class Linemon:
         self._tasks.append(asyncio.create_task(self._tick(), name="engine-tick"))
         self.started.set()
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # A library stuck in a handshake must not hold the shutdown hostage.
+            _, stuck = await asyncio.wait(self._tasks, timeout=timeout_s)
+            for task in stuck:
+                log.warning("task %s did not stop within %.0fs", task.get_name(), timeout_s)
         self._tasks.clear()
         await self.historian.close()
 

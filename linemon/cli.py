@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # asyncua logs every publish and read at INFO: only its warnings are news to a user.
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
     if args.command == "check-config":
         return check_config(args.file)
     try:

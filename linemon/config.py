@@ -14,7 +14,14 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from collector.historian.config import HistorianConfig
 from linemon.model import MachineState
@@ -161,6 +168,9 @@ class MachineConfig(Strict):
         "a heartbeat or periodic values. Without it, only a source outage means offline "
         "(an OPC-UA subscription reports on change, so silence is not staleness)",
     )
+    counter_max: int | None = Field(
+        default=None, gt=0, description="the largest value the PLC's counters hold before wrapping"
+    )
     no_count_stop_factor: float = Field(
         default=5.0, gt=1, description="no part within k x ideal cycle time means stopped"
     )
@@ -189,6 +199,16 @@ class ApiKeyConfig(Strict):
     role: Role
     key_env: str = Field(description="environment variable holding the key; never the key itself")
     lines: list[Id] | None = Field(default=None, description="lines the key may see; all if unset")
+    kiosk: bool = Field(
+        default=False,
+        description="a wall board's key: read-only, its one line's live view and nothing else",
+    )
+
+    @model_validator(mode="after")
+    def _kiosk_is_one_line_viewer(self) -> ApiKeyConfig:
+        if self.kiosk and (self.role != "viewer" or self.lines is None or len(self.lines) != 1):
+            raise ValueError("a kiosk key needs role: viewer and exactly one line in `lines`")
+        return self
 
 
 class ApiConfig(Strict):
@@ -197,6 +217,13 @@ class ApiConfig(Strict):
     anonymous: AnonymousAccess | None = None
     keys: list[ApiKeyConfig] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=65_536, ge=1024, description="larger request bodies: 413")
+    max_range_days: float = Field(
+        default=31, gt=0, le=400, description="longest history query (start to end); longer: 422"
+    )
+    auth_failures_per_minute: int = Field(
+        default=10, ge=1, description="bad keys per client per minute before it gets 429"
+    )
 
 
 DEFAULT_STATE_MAP: dict[str, StateMapEntry] = {

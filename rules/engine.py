@@ -67,6 +67,7 @@ class Engine:
                 micro_stop_threshold_s=machine.micro_stop_threshold_s,
                 stale_after_s=machine.stale_after_s,
                 no_count_stop_factor=machine.no_count_stop_factor,
+                counter_max=machine.counter_max,
             )
             tracker = MachineTracker.start(settings, self.calendar, now)
             self.trackers[machine.id] = tracker

@@ -204,7 +204,7 @@ class OpcUaSource:
         while True:
             await asyncio.sleep(self.config.watchdog_interval_s)
             try:
-                await asyncio.wait_for(node.read_value(), timeout=self.config.watchdog_interval_s)
+                await asyncio.wait_for(node.read_value(), timeout=self.config.timeout_s)
             except Exception as err:
                 lost.put_nowait(f"watchdog: server did not answer ({err!r})")
                 return

@@ -46,15 +46,15 @@ CASES = [
     ),
     (
         "unknown source",
-        replace("source: plc-line1\n        ideal_cycle_time_s: 2.2",
-                "source: plc-line9\n        ideal_cycle_time_s: 2.2"),
+        replace("source: plc-line1\n        ideal_cycle_time_s: 3.3",
+                "source: plc-line9\n        ideal_cycle_time_s: 3.3"),
         "lines[0].machines[1].source",
         "unknown source 'plc-line9'",
         "plc-line9",
     ),
     (
         "negative cycle time",
-        replace("ideal_cycle_time_s: 2.1", "ideal_cycle_time_s: -2"),
+        replace("ideal_cycle_time_s: 3.2", "ideal_cycle_time_s: -2"),
         "lines[0].machines[2].ideal_cycle_time_s",
         "greater than 0",
         "ideal_cycle_time_s: -2",
@@ -112,7 +112,7 @@ CASES = [
     ),
     (
         "missing required field",
-        replace("        ideal_cycle_time_s: 1.8\n", ""),
+        replace("        ideal_cycle_time_s: 2.6\n", ""),
         "lines[0].machines[3].ideal_cycle_time_s",
         "required",
         None,

@@ -1,4 +1,4 @@
-"""Response models: the API's contract, with examples for the OpenAPI document."""
+"""Live view models: a line board and its machines, straight from the engine's memory."""
 
 from __future__ import annotations
 
@@ -6,24 +6,27 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from linemon.model import MachineState, OeeFigures
+from linemon.model import Alert, MachineState, OeeFigures
 from rules.engine import LineView, MachineView
 
+from .alerts import ALERT_EXAMPLE, AlertOut
 
-class Problem(BaseModel):
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
+OEE_EXAMPLE = {
+    "planned_time_s": 3600, "run_time_s": 3300, "ideal_cycle_time_s": 2.0,
+    "total_count": 1500, "good_count": 1470, "availability": 0.9167,
+    "performance": 0.9091, "quality": 0.98, "oee": 0.8167,
+    "losses_s": {"breakdowns": 240, "setup_changeover": 60, "small_stops": 90},
+}
+MACHINE_EXAMPLE = {
+    "line": "line-1", "machine": "press-1", "name": "Press 1", "state": "down",
+    "since": "2026-03-02T06:10:00Z", "time_in_state_s": 125.0, "reason_code": "17",
+    "reason_text": "Jam", "good": 1470, "reject": 30, "oee": OEE_EXAMPLE, "data_age_s": 0.4,
+    "values": {"temperature": 61.5},
+}
 
 
 class Oee(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {
-        "planned_time_s": 3600, "run_time_s": 3300, "ideal_cycle_time_s": 2.0,
-        "total_count": 1500, "good_count": 1470, "availability": 0.9167,
-        "performance": 0.9091, "quality": 0.98, "oee": 0.8167,
-        "losses_s": {"breakdowns": 240, "setup_changeover": 60, "small_stops": 90},
-    }})
+    model_config = ConfigDict(json_schema_extra={"examples": [OEE_EXAMPLE]})
 
     planned_time_s: float = Field(description="planned production time so far [ISO 22400 PBT]")
     run_time_s: float = Field(description="planned time minus unplanned stops and changeover [APT]")
@@ -55,6 +58,8 @@ class Oee(BaseModel):
 
 
 class Machine(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [MACHINE_EXAMPLE]})
+
     line: str
     machine: str
     name: str
@@ -89,9 +94,17 @@ class Machine(BaseModel):
 
 
 class Line(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "line": "line-1", "name": "Assembly Line 1", "at": "2026-03-02T06:12:05Z",
+        "shift": "early", "shift_start": "2026-03-02T06:00:00Z",
+        "shift_end": "2026-03-02T14:00:00Z", "target": 12000, "moving_target": 302.1,
+        "actual": 290, "forecast": 11520.0, "oee": OEE_EXAMPLE, "machines": [MACHINE_EXAMPLE],
+        "alerts": [ALERT_EXAMPLE],
+    }]})
+
     line: str
     name: str
-    at: datetime
+    at: datetime = Field(description="when this snapshot was taken")
     shift: str | None
     shift_start: datetime | None
     shift_end: datetime | None
@@ -101,9 +114,10 @@ class Line(BaseModel):
     forecast: float | None = Field(description="end-of-shift output at the current rate")
     oee: Oee | None
     machines: list[Machine]
+    alerts: list[AlertOut] = Field(description="the line's pending and firing alerts")
 
     @classmethod
-    def of(cls, view: LineView) -> Line:
+    def of(cls, view: LineView, alerts: list[Alert]) -> Line:
         return cls(
             line=view.line,
             name=view.name,
@@ -117,13 +131,20 @@ class Line(BaseModel):
             forecast=view.forecast,
             oee=Oee.of(view.oee),
             machines=[Machine.of(m) for m in view.machines],
+            alerts=[AlertOut.of(a) for a in alerts if a.labels.get("line") == view.line],
         )
 
 
 class LineSummary(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "line": "line-1", "name": "Assembly Line 1", "machines": 5, "running": 4, "down": 1,
+        "oee": 0.81, "alerts": 1,
+    }]})
+
     line: str
     name: str
     machines: int
     running: int
     down: int
     oee: float | None
+    alerts: int = Field(description="pending and firing alerts on the line")

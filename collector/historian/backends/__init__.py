@@ -1,0 +1,1 @@
+"""History stores: InfluxDB and the embedded SQLite default."""

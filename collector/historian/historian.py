@@ -1,0 +1,169 @@
+"""The historian facade the rest of linemon uses: write samples and events, query history.
+
+    historian = Historian(config.historian, machine_lines={"press-1": "line-a"})
+    await historian.start()
+    await historian.write_samples(samples)   # durable (fsynced in the spool) on return
+    page = await historian.query.downtime_events(start=..., end=..., machine="press-1")
+    await historian.close()
+
+Everything written goes through the durable spool and the forwarder to the configured
+store (SQLite by default, InfluxDB when configured); queries go straight to the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from linemon.model import Sample
+
+from .backends.sqlite import SqliteStore
+from .config import HistorianConfig, InfluxBackendConfig
+from .forwarder import Backoff, Forwarder
+from .lineprotocol import LineProtocolError
+from .query import HistoryQuery, HistoryUnavailable
+from .schema import SampleEncoder, encode_event
+from .spool import QuarantinedRecord, Record, Spool
+
+log = logging.getLogger(__name__)
+
+SQLITE_BATCH_SIZE = 5000
+SQLITE_FLUSH_INTERVAL_S = 0.25  # a local file: keep history close to live
+EDIT_TIMEOUT_S = 10.0
+
+
+class HistorianConfigError(ValueError):
+    """Something the config names is missing (e.g. the token's environment variable)."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Historian:
+    def __init__(
+        self,
+        config: HistorianConfig,
+        *,
+        machine_lines: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        env: Mapping[str, str] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._env = os.environ if env is None else env
+        self._encoder = SampleEncoder(machine_lines)
+        self.spool = Spool(config.spool.path, max_bytes=config.spool.max_bytes)
+        self._rejected: dict[str, int] = {}
+        self._downsampler: Any = None
+        backend = config.backend
+        if isinstance(backend, InfluxBackendConfig):
+            from .backends.downsample import Downsampler  # imported only when configured
+            from .backends.influx import InfluxStore
+
+            token = self._env.get(backend.token_env)
+            if not token:
+                raise HistorianConfigError(
+                    f"historian.backend.token_env: environment variable {backend.token_env!r} "
+                    "is not set (it must hold the InfluxDB token)")
+            store: Any = InfluxStore(backend, token=token, clock=clock, edit_sink=self._edit)
+            self._downsampler = Downsampler(store, self.spool, clock=clock)
+            batch, interval = backend.batch_size, backend.flush_interval_s
+        else:
+            store = SqliteStore(backend, clock=clock, edit_sink=self._edit)
+            batch, interval = SQLITE_BATCH_SIZE, SQLITE_FLUSH_INTERVAL_S
+        self.store = store
+        self.forwarder = Forwarder(
+            self.spool, store, batch_size=batch, flush_interval_s=interval,
+            replay_max_points_per_s=config.spool.replay_max_points_per_s, backoff=backoff)
+
+    @property
+    def query(self) -> HistoryQuery:
+        return self.store
+
+    async def start(self) -> None:
+        await self.spool.open()
+        await self.store.open()
+        await self.forwarder.start()
+        if self._downsampler is not None:
+            self._downsampler.start()
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Write what can be written within the timeout; the rest waits in the spool."""
+        if self._downsampler is not None:
+            await self._downsampler.close()
+        await self.forwarder.close(timeout_s)
+        await self.store.close()
+        await self.spool.close()
+
+    async def write_samples(self, samples: Iterable[Sample]) -> int:
+        """Spool samples; returns how many were stored (durably) once they are on disk."""
+        records = []
+        for s in samples:
+            try:
+                records.append(self._encoder.encode(s))
+            except (LineProtocolError, TypeError, ValueError) as err:
+                self._reject("sample", err, s)
+        return await self._put("sample", records)
+
+    async def write_events(self, events: Iterable[object]) -> int:
+        """Spool engine events, OeeSnapshots and Alerts (never dropped by the spool)."""
+        records = []
+        for ev in events:
+            try:
+                records.append(encode_event(ev))
+            except (LineProtocolError, TypeError, ValueError) as err:
+                self._reject("event", err, ev)
+        return await self._put("event", records)
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything written so far is in the store; False on timeout."""
+        return await self.forwarder.flush(timeout_s)
+
+    async def list_quarantine(self, limit: int = 100) -> list[QuarantinedRecord]:
+        return await self.spool.list_quarantine(limit)
+
+    async def retry_quarantine(self, ids: Sequence[int] | None = None) -> int:
+        new_ids = await self.spool.retry_quarantine(ids)
+        self.forwarder.notify("event", len(new_ids))
+        return len(new_ids)
+
+    def health(self) -> dict[str, Any]:
+        out = self.forwarder.health()
+        out["backend"] = self.config.backend.kind
+        if self._downsampler is not None:
+            out["downsampling"] = self._downsampler.health()
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "spool": asdict(self.spool.counters()),
+            "forwarder": self.forwarder.counter_dict(),
+            "rejected": dict(self._rejected),
+        }
+
+    # --- internals ------------------------------------------------------------------
+
+    async def _put(self, kind: str, records: list[Record]) -> int:
+        if records:
+            await self.spool.put(records)
+            self.forwarder.notify(kind, len(records))
+        return len(records)
+
+    async def _edit(self, records: list[Record]) -> None:
+        ids = await self.spool.put(records)
+        self.forwarder.notify("event", len(ids))
+        if not await self.forwarder.flush(EDIT_TIMEOUT_S, ids=ids):
+            raise HistoryUnavailable(
+                "the change is saved and will appear once the history store is reachable")
+
+    def _reject(self, kind: str, err: Exception, item: object) -> None:
+        n = self._rejected.get(kind, 0) + 1
+        self._rejected[kind] = n
+        if n == 1 or n % 1000 == 0:  # rate-limited: a bad tag can flood
+            log.warning("historian cannot store %s (%d so far): %s | %r", kind, n, err, item)
