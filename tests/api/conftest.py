@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,29 +119,6 @@ def _historian(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     server = request.getfixturevalue("influxd")
     os.environ[TOKEN_ENV] = server.token
     return influx_config(server, tmp_path)
-
-
-@pytest.fixture(scope="session")
-def influxd() -> Iterator[Any]:
-    """influxd 2.x as the historian tests run it; missing binary: FAIL, never skip."""
-    from tests.historian.historian_helpers import BUILD_SCRIPT, InfluxServer, find_influxd
-
-    binary = find_influxd()
-    if binary is None:
-        pytest.fail(
-            f"influxd 2.x not found, so the InfluxDB half of the backend comparison cannot "
-            f"run. Build it once with `bash {BUILD_SCRIPT}` (cached in "
-            "~/.cache/linemon/influxd-<version>/influxd) or set LINEMON_INFLUXD.",
-            pytrace=False)
-    root = Path(tempfile.mkdtemp(prefix="linemon-api-influxd-"))
-    server = InfluxServer(binary, root)
-    server.start()
-    try:
-        server.onboard()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -9,45 +9,21 @@ influx test FAILS (never skips) and says how to build it.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from historian_helpers import (
-    BUILD_SCRIPT,
     MACHINE_LINES,
     NOW,
     TOKEN_ENV,
-    InfluxServer,
-    find_influxd,
     influx_config,
     sqlite_config,
 )
 
 from collector.historian import Historian
 from collector.historian.forwarder import Backoff
-
-
-@pytest.fixture(scope="session")
-def influxd() -> Iterator[InfluxServer]:
-    binary = find_influxd()
-    if binary is None:
-        pytest.fail(
-            f"influxd 2.x not found. Build it once with `bash {BUILD_SCRIPT}` (it caches the "
-            "binary in ~/.cache/linemon/influxd-<version>/influxd), or point LINEMON_INFLUXD "
-            "at a binary. `make test` does this first.", pytrace=False)
-    root = Path(tempfile.mkdtemp(prefix="linemon-influxd-"))
-    server = InfluxServer(binary, root)
-    server.start()
-    try:
-        server.onboard()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influx)])
