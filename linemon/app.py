@@ -77,7 +77,8 @@ class Linemon:
     def _on_gap(self, source: str, at: datetime, why: str) -> None:
         events = self.engine.source_lost(source, at, why)
         if events:
-            self._tasks.append(asyncio.create_task(self._publish(events)))
+            self._tasks = [t for t in self._tasks if not t.done()]  # gaps recur for months
+            self._tasks.append(asyncio.create_task(self._publish(events), name=f"gap:{source}"))
 
     async def _tick(self) -> None:
         while True:
