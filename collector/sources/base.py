@@ -39,15 +39,19 @@ class SourceConfigError(SourceError):
 class SourceStats:
     """Counters the health and metrics endpoints read."""
 
-    received: int = 0
-    emitted: int = 0
+    received: int = 0  # messages (MQTT) or values (OPC-UA) taken in
+    emitted: int = 0  # samples handed on (durably spooled when `emit` returned)
     duplicates: int = 0
+    # Refused payloads by reason; also `counter_backwards`, which is passed on but counted.
     rejected: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
     connected: bool = False
+    connected_since: datetime | None = None
     last_error: str | None = None
     last_message_at: dict[str, datetime] = field(default_factory=dict)  # per machine
     gaps: list[tuple[datetime, datetime | None, str]] = field(default_factory=list)
+    rebirth_requests: int = 0  # Sparkplug B only
+    monitored_items: int = 0  # OPC-UA subscriptions only: items in the current session
 
 
 class RateLimitedLog:
@@ -76,6 +80,10 @@ class Source(Protocol):
     machines: list[str]
 
     async def run(self, emit: Emit) -> None: ...
+
+    def outage(self, at: datetime) -> list[Sample]:
+        """Bad-quality samples for every tag, recording that from `at` nothing is known."""
+        ...
 
 
 SourceFactory = Callable[[Any, PlantConfig, list[tuple[LineConfig, MachineConfig]]], Source]

@@ -1,10 +1,11 @@
 """OPC-UA source (asyncua): subscriptions or batched polling, with a watchdog.
 
-Nodes are configured by namespace URI and resolved to an index at every connect
-(a server restart may renumber namespaces). Each connection gets a fresh
-session and fresh monitored items; nothing is carried over, so a restart can't
-leave duplicate monitored items behind. A watchdog reads the server's
-CurrentTime: a server that keeps TCP open but stops answering is dropped.
+Nodes are configured by namespace URI and resolved to an index at every connect (a server
+restart may renumber namespaces). Each connection gets a fresh session and fresh monitored
+items; nothing is carried over, so a restart cannot leave duplicate monitored items
+behind. A watchdog reads the server's CurrentTime: a server that keeps TCP open but stops
+answering is dropped within watchdog_interval_s + timeout_s. Values wait for the consumer
+(bounded queue, see opcua_subscription.py); none is dropped on the client side.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from asyncua import Client, Node, ua
-from asyncua.crypto import security_policies
+from asyncua import Client, ua
 
 from collector.sources.base import (
     Emit,
@@ -27,24 +27,46 @@ from collector.sources.base import (
     SourceStats,
     register,
 )
+from collector.sources.opcua_security import apply_security
+from collector.sources.opcua_subscription import ItemSettings, PushedValues
 from collector.sources.payload import Rejected, coerce
-from collector.sources.supervisor import close_gap
+from collector.sources.screening import TagScreen
+from collector.sources.supervisor import mark_connected
 from linemon.config import LineConfig, MachineConfig, OpcUaSourceConfig, PlantConfig, resolve_secret
 from linemon.model import Quality, Sample
 
 log = logging.getLogger("linemon.source.opcua")
-QUEUE_SIZE = 50_000
-DEPRECATED_POLICIES = {"Basic256", "Basic128Rsa15"}
-SERVER_CURRENT_TIME = ua.NodeId(2258)
+QUEUE_BATCHES = 64  # notification messages (each at most 1000 values) waiting for the spool
+BATCH = 5_000
+SERVER_CURRENT_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
+_LIBRARY_ERRORS = (OSError, TimeoutError, ua.UaError, ConnectionError)
+_REFUSALS = {ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadIdentityTokenInvalid,
+             ua.StatusCodes.BadIdentityTokenRejected, ua.StatusCodes.BadCertificateUntrusted,
+             ua.StatusCodes.BadCertificateInvalid, ua.StatusCodes.BadSecurityPolicyRejected}
 
 
 @dataclass(frozen=True, slots=True)
-class _Binding:
+class _Tag:
     machine: str
     signal: str
     type: str
-    sampling_interval_ms: int | None
-    deadband: float | None
+    settings: ItemSettings
+
+
+Values = list[tuple[_Tag, ua.DataValue]]
+
+
+class _Lost:
+    """Why the connection is gone, set by whoever notices first."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
 
 
 @register("opcua")
@@ -59,92 +81,79 @@ class OpcUaSource:
         self.name = config.name
         self.stats = SourceStats()
         self.machines = [m.id for _, m in machines]
-        self.tags: dict[str, _Binding] = {}
+        self.tags: dict[str, _Tag] = {}
         for _, machine in machines:
             for signal, tag in machine.tags.items():
                 assert tag.node is not None  # checked when the config was loaded
-                self.tags[tag.node] = _Binding(
-                    machine.id, signal, tag.type, tag.sampling_interval_ms, tag.deadband
-                )
+                settings = ItemSettings(tag.sampling_interval_ms, tag.queue_size, tag.deadband)
+                self.tags[tag.node] = _Tag(machine.id, signal, tag.type, settings)
         self._log = RateLimitedLog(log)
-        sec = config.security
-        if sec.policy in DEPRECATED_POLICIES and not sec.allow_deprecated:
-            raise SourceConfigError(
-                f"source {self.name}: security policy {sec.policy} is deprecated; "
-                "set security.allow_deprecated: true to use it anyway"
-            )
+        self.screen = TagScreen(self.name, self.stats, self._log,
+                                [(t.machine, t.signal) for t in self.tags.values()],
+                                {m.id: m.counter_max for _, m in machines})
         self._user = resolve_secret(config.username_env, f"sources[{self.name}].username_env")
         self._password = resolve_secret(config.password_env, f"sources[{self.name}].password_env")
 
+    def outage(self, at: datetime) -> list[Sample]:
+        return self.screen.outage(at)
+
     async def run(self, emit: Emit) -> None:
-        client = Client(self.config.endpoint, timeout=self.config.timeout_s)
+        cfg = self.config
+        client = Client(cfg.endpoint, timeout=cfg.timeout_s,
+                        watchdog_intervall=cfg.watchdog_interval_s)
         client.application_uri = "urn:linemon:collector"
-        lost: asyncio.Queue[str] = asyncio.Queue()
+        client.description = client.name = f"linemon {self.name}"
+        lost = _Lost()
 
         async def on_lost(exc: Exception) -> None:
-            lost.put_nowait(f"connection lost: {exc!r}")
+            lost.set(f"connection lost: {exc!r}")
 
         client.connection_lost_callback = on_lost
         if self._user:
             client.set_user(self._user)
             client.set_password(self._password or "")
-        await self._secure(client)
+        await apply_security(client, cfg.endpoint, cfg.security)
         try:
             await client.connect()
-        except (OSError, TimeoutError, ua.UaError) as err:
-            raise SourceDisconnected(f"cannot connect to {self.config.endpoint}: {err!r}") from err
-        queue: asyncio.Queue[list[Sample]] = asyncio.Queue(QUEUE_SIZE)
+        except ua.UaStatusCodeError as err:
+            if err.code in _REFUSALS:  # retrying soon will not change the server's mind
+                raise SourceConfigError(f"{cfg.endpoint} refused the session: {err!r} (check "
+                                        "the user, the certificate and the server's trust "
+                                        "list)") from err
+            raise SourceDisconnected(f"cannot connect to {cfg.endpoint}: {err!r}") from err
+        except _LIBRARY_ERRORS as err:
+            raise SourceDisconnected(f"cannot connect to {cfg.endpoint}: {err!r}") from err
+        queue: asyncio.Queue[Values] = asyncio.Queue(QUEUE_BATCHES)
         tasks: list[asyncio.Task[Any]] = []
         try:
             nodes = await self._resolve(client)
-            if self.config.mode == "subscription":
-                await self._subscribe(client, nodes, queue)
+            if cfg.mode == "subscription":
+                await self._subscribe(client, nodes, queue, lost)
             else:
                 tasks.append(asyncio.create_task(self._poll(client, nodes, queue)))
             tasks.append(asyncio.create_task(self._watchdog(client, lost)))
-            self.stats.connected = True
-            close_gap(self, datetime.now(UTC))
-            log.info("source %s: connected to %s, %d tags", self.name, self.config.endpoint,
-                     len(nodes))
+            mark_connected(self, datetime.now(UTC))
+            log.info("source %s: connected to %s, %d tags (%s)", self.name, cfg.endpoint,
+                     len(nodes), cfg.mode)
             while True:
-                if not lost.empty():
-                    raise SourceDisconnected(lost.get_nowait())
-                batch = await _next_batch(queue, lost)
-                if batch is None:
-                    raise SourceDisconnected(lost.get_nowait())
-                await emit(batch)
-                self.stats.emitted += len(batch)
-        except (OSError, TimeoutError, ua.UaError, ConnectionError) as err:
-            raise SourceDisconnected(f"{self.config.endpoint}: {err!r}") from err
+                values = await _next_values(queue, lost, tasks)
+                samples = self.screen.screen(self._to_samples(values))
+                if samples:
+                    await emit(samples)
+                    self.stats.emitted += len(samples)
+        except _LIBRARY_ERRORS as err:
+            raise SourceDisconnected(f"{cfg.endpoint}: {err!r}") from err
         finally:
+            self.stats.monitored_items = 0
             for task in tasks:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), timeout=2)
 
-    async def _secure(self, client: Client) -> None:
-        sec = self.config.security
-        if sec.policy == "None":
-            return
-        if sec.certificate is None or sec.private_key is None:
-            raise SourceConfigError(f"source {self.name}: policy {sec.policy} needs "
-                                    "security.certificate and security.private_key")
-        if not sec.trusted_server_certificates:
-            raise SourceConfigError(f"source {self.name}: no trusted server certificate; "
-                                    "linemon does not trust on first use")
-        policy = getattr(security_policies, f"SecurityPolicy{sec.policy}")
-        mode = getattr(ua.MessageSecurityMode, sec.mode)
-        server_cert = sec.trusted_server_certificates[0]
-        try:
-            await client.set_security(policy, str(sec.certificate), str(sec.private_key),
-                                      server_certificate=str(server_cert), mode=mode)
-        except (OSError, ValueError) as err:
-            raise SourceConfigError(f"source {self.name}: cannot load certificates: {err}") from err
-
-    async def _resolve(self, client: Client) -> dict[Node, _Binding]:
+    async def _resolve(self, client: Client) -> list[tuple[ua.NodeId, _Tag]]:
         indexes: dict[str, int] = {}
-        nodes: dict[Node, _Binding] = {}
-        for address, binding in self.tags.items():
+        nodes = []
+        for address, tag in self.tags.items():
             ns_part, id_part = address.split(";", 1)
             if ns_part.startswith("nsu="):
                 uri = ns_part[4:]
@@ -154,62 +163,63 @@ class OpcUaSource:
                     except ValueError as err:
                         raise SourceDisconnected(f"server has no namespace {uri!r}") from err
                 ns_part = f"ns={indexes[uri]}"
-            nodes[client.get_node(f"{ns_part};{id_part}")] = binding
+            nodes.append((ua.NodeId.from_string(f"{ns_part};{id_part}"), tag))
         return nodes
 
-    async def _subscribe(self, client: Client, nodes: dict[Node, _Binding],
-                         queue: asyncio.Queue[list[Sample]]) -> None:
-        handler = _DataChangeHandler(self, nodes, queue)
-        sub = await client.create_subscription(self.config.publishing_interval_ms, handler)
-        results = []
-        for node, binding in nodes.items():
-            mfilter = None
-            if binding.deadband:
-                mfilter = ua.DataChangeFilter(
-                    Trigger=ua.DataChangeTrigger.StatusValueTimestamp,
-                    DeadbandType=ua.DeadbandType.Absolute.value,
-                    DeadbandValue=binding.deadband,
-                )
-            interval = binding.sampling_interval_ms
-            results.append(await sub._subscribe(
-                node, mfilter=mfilter, queuesize=100,
-                sampling_interval=float(interval if interval is not None else 0),
-            ))
-        bad = [r for r in results if isinstance(r, ua.StatusCode)]
-        if bad:
-            log.warning("source %s: %d monitored items refused: %s", self.name, len(bad), bad[0])
+    async def _subscribe(self, client: Client, nodes: list[tuple[ua.NodeId, _Tag]],
+                         queue: asyncio.Queue[Values], lost: _Lost) -> None:
+        feed = PushedValues[_Tag](client, self.config.publishing_interval_ms, queue, lost.set)
+        created = await feed.start([(node, tag, tag.settings) for node, tag in nodes])
+        self.stats.monitored_items = created
+        for tag, status in feed.refused:
+            self._log.warning(f"refused:{tag.machine}.{tag.signal}", "source %s: server refused "
+                              "to monitor %s.%s: %s", self.name, tag.machine, tag.signal, status)
+        if not created:
+            raise SourceDisconnected("the server refused every monitored item")
 
-    async def _poll(self, client: Client, nodes: dict[Node, _Binding],
-                    queue: asyncio.Queue[list[Sample]]) -> None:
-        node_list = list(nodes)
-        last: dict[Node, Any] = {}
+    async def _poll(self, client: Client, nodes: list[tuple[ua.NodeId, _Tag]],
+                    queue: asyncio.Queue[Values]) -> None:
+        chunk = self.config.max_nodes_per_read
+        last: dict[ua.NodeId, Any] = {}
         while True:
-            values = await client.read_attributes(node_list, ua.AttributeIds.Value)
-            received = datetime.now(UTC)
-            batch = []
-            for node, dv in zip(node_list, values, strict=True):
-                key = (dv.Value.Value if dv.Value else None, dv.SourceTimestamp, dv.StatusCode)
-                if last.get(node) == key:
-                    continue  # polling reports changes only, like a subscription
-                last[node] = key
-                sample = self._to_sample(nodes[node], dv, received)
-                if sample is not None:
-                    batch.append(sample)
-            if batch:
-                await queue.put(batch)
-            await asyncio.sleep(self.config.poll_interval_ms / 1000)
+            started = asyncio.get_running_loop().time()
+            for first in range(0, len(nodes), chunk):
+                part = nodes[first : first + chunk]
+                results = await client.uaclient.read_attributes([n for n, _ in part],
+                                                                ua.AttributeIds.Value)
+                changed = []
+                for (node, tag), dv in zip(part, results, strict=True):
+                    key = (dv.Value.Value if dv.Value else None, dv.SourceTimestamp,
+                           dv.StatusCode)
+                    if last.get(node) != key:  # polling reports changes only, like a subscription
+                        last[node] = key
+                        changed.append((tag, dv))
+                if changed:
+                    await queue.put(changed)  # waits while the consumer is behind
+            elapsed = asyncio.get_running_loop().time() - started
+            await asyncio.sleep(max(0.0, self.config.poll_interval_ms / 1000 - elapsed))
 
-    async def _watchdog(self, client: Client, lost: asyncio.Queue[str]) -> None:
+    async def _watchdog(self, client: Client, lost: _Lost) -> None:
         node = client.get_node(SERVER_CURRENT_TIME)
         while True:
             await asyncio.sleep(self.config.watchdog_interval_s)
             try:
                 await asyncio.wait_for(node.read_value(), timeout=self.config.timeout_s)
             except Exception as err:
-                lost.put_nowait(f"watchdog: server did not answer ({err!r})")
+                lost.set(f"watchdog: the server did not answer within "
+                         f"{self.config.timeout_s:g}s ({err!r})")
                 return
 
-    def _to_sample(self, binding: _Binding, dv: ua.DataValue, received: datetime) -> Sample | None:
+    def _to_samples(self, values: Values) -> list[Sample]:
+        received = datetime.now(UTC)
+        samples = []
+        for tag, dv in values:
+            sample = self._to_sample(tag, dv, received)
+            if sample is not None:
+                samples.append(sample)
+        return samples
+
+    def _to_sample(self, tag: _Tag, dv: ua.DataValue, received: datetime) -> Sample | None:
         self.stats.received += 1
         status = dv.StatusCode
         source_ts = dv.SourceTimestamp or dv.ServerTimestamp or received
@@ -218,64 +228,42 @@ class OpcUaSource:
         quality = Quality.GOOD
         if status is not None and not status.is_good():
             quality = Quality.UNCERTAIN if status.is_uncertain() else Quality.BAD
-        self.stats.last_message_at[binding.machine] = received
         if quality is Quality.BAD:
             # A Bad value is never used as a value; the sample only carries the quality.
-            return Sample(binding.machine, binding.signal, 0, source_ts, received, quality,
-                          self.name)
+            return Sample(tag.machine, tag.signal, 0, source_ts, received, quality, self.name)
+        self.stats.last_message_at[tag.machine] = received
         raw = dv.Value.Value if dv.Value is not None else None
         try:
-            value = coerce(raw, binding.type)
+            value = coerce(raw, tag.type)
         except Rejected as err:
             self.stats.rejected[err.reason] += 1
             self._log.warning(err.reason, "source %s: %s.%s rejected: %s", self.name,
-                              binding.machine, binding.signal, err)
+                              tag.machine, tag.signal, err)
             return None
-        return Sample(binding.machine, binding.signal, value, source_ts, received, quality,
-                      self.name)
+        return Sample(tag.machine, tag.signal, value, source_ts, received, quality, self.name)
 
 
-class _DataChangeHandler:
-    def __init__(self, source: OpcUaSource, nodes: dict[Node, _Binding],
-                 queue: asyncio.Queue[list[Sample]]) -> None:
-        self.source, self.nodes, self.queue = source, nodes, queue
-
-    def datachange_notification(self, node: Node, _val: Any, data: Any) -> None:
-        binding = self.nodes.get(node)
-        if binding is None:
-            return
-        sample = self.source._to_sample(binding, data.monitored_item.Value, datetime.now(UTC))
-        if sample is None:
-            return
-        try:
-            self.queue.put_nowait([sample])
-        except asyncio.QueueFull:
-            self.source.stats.rejected["queue_full"] += 1
-
-    def status_change_notification(self, status: Any) -> None:
-        self.source._log.warning("status", "source %s: subscription status %s",
-                                 self.source.name, status)
-
-
-async def _next_batch(queue: asyncio.Queue[list[Sample]],
-                      lost: asyncio.Queue[str]) -> list[Sample] | None:
-    """Everything queued so far as one batch, or None when the connection is lost."""
-    if queue.empty():
+async def _next_values(queue: asyncio.Queue[Values], lost: _Lost,
+                       tasks: list[asyncio.Task[Any]]) -> Values:
+    """Everything queued so far; once the queue is empty and the connection is lost (or the
+    poller failed), SourceDisconnected. Values that arrived before the loss still go out."""
+    while queue.empty():
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise SourceDisconnected(f"polling failed: {task.exception()!r}")
+        if lost.event.is_set():
+            raise SourceDisconnected(lost.reason)
         get = asyncio.ensure_future(queue.get())
-        gone = asyncio.ensure_future(_wait_nonempty(lost))
-        done, _ = await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if get not in done:
-            get.cancel()
-            return None
-        gone.cancel()
-        batch = get.result()
+        wake = asyncio.ensure_future(lost.event.wait())
+        running = {t for t in tasks if not t.done()}
+        done, _ = await asyncio.wait({get, wake, *running}, return_when=asyncio.FIRST_COMPLETED)
+        wake.cancel()
+        if get in done:
+            values = get.result()
+            break
+        get.cancel()  # an item it had not taken yet stays in the queue
     else:
-        batch = queue.get_nowait()
-    while not queue.empty() and len(batch) < 5000:
-        batch += queue.get_nowait()
-    return batch
-
-
-async def _wait_nonempty(q: asyncio.Queue[str]) -> None:
-    item = await q.get()
-    q.put_nowait(item)
+        values = queue.get_nowait()
+    while not queue.empty() and len(values) < BATCH:
+        values += queue.get_nowait()
+    return values

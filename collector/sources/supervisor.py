@@ -22,7 +22,8 @@ OnGap = Callable[[str, datetime, str], None]
 
 @dataclass(slots=True)
 class Backoff:
-    """Capped exponential backoff with full jitter; reset once a connection has held."""
+    """Capped exponential backoff over failed connects, each delay drawn from
+    [ceiling/2, ceiling] so that sources losing one server do not all come back in lockstep."""
 
     initial_s: float = 0.5
     cap_s: float = 30.0
@@ -49,7 +50,6 @@ async def supervise(
     backoff = backoff or Backoff()
     stats = source.stats
     while True:
-        started = clock()
         hopeless = False
         try:
             await source.run(emit)
@@ -68,21 +68,35 @@ async def supervise(
         stats.connected = False
         stats.last_error = reason
         if was_connected:
-            stats.gaps.append((now, None, reason))
-            on_gap(source.name, now, reason)
-            log.warning("source %s disconnected: %s", source.name, reason)
-        if (now - started).total_seconds() > 30:
+            await _record_gap(source, emit, on_gap, now, reason)
+            # The backoff counts failed connects: after a connection that worked, a new
+            # outage starts from the shortest delay (a server restart is back in seconds).
             backoff.reset()
-        delay = backoff.next()
-        if hopeless:
-            delay = backoff.cap_s
+        delay = backoff.cap_s if hopeless else backoff.next()
         stats.reconnects += 1
-        log.info("source %s: reconnecting in %.1fs (%s)", source.name, delay, reason)
+        if hopeless:
+            log.error("source %s: %s (retrying in %.0fs)", source.name, reason, delay)
+        else:
+            log.info("source %s: reconnecting in %.1fs (%s)", source.name, delay, reason)
         await asyncio.sleep(delay)
 
 
-def close_gap(source: Source, at: datetime) -> None:
-    """Called by a source once it is connected again."""
+async def _record_gap(source: Source, emit: Emit, on_gap: OnGap, at: datetime,
+                      reason: str) -> None:
+    """Machines offline in the engine, the gap in the stats, every tag bad in the history."""
+    source.stats.gaps.append((at, None, reason))
+    on_gap(source.name, at, reason)
+    log.warning("source %s disconnected: %s", source.name, reason)
+    try:
+        await emit(source.outage(at))
+    except Exception:  # the historian's trouble must not stop the reconnecting
+        log.exception("source %s: could not record the outage", source.name)
+
+
+def mark_connected(source: Source, at: datetime) -> None:
+    """Called by a source once it is connected (again): closes the open gap, if any."""
+    source.stats.connected = True
+    source.stats.connected_since = at
     gaps = source.stats.gaps
     if gaps and gaps[-1][1] is None:
         gaps[-1] = (gaps[-1][0], at, gaps[-1][2])

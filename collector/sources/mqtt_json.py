@@ -1,0 +1,131 @@
+"""JSON over MQTT: which topic feeds which machine's signal, and redelivered messages.
+
+A tag names one topic, in which `{line}` and `{machine}` stand for the machine's ids
+(`plant/{line}/{machine}/state_code`), so one tag map serves many machines. Such a tag is
+subscribed with `+` in those levels: a message for a machine this source does not know is
+then refused as `unknown_machine`, and a user sees it in the counters instead of nowhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+from collector.sources.base import SourceStats
+from collector.sources.payload import FieldBinding, Rejected, decode, parse_json
+from linemon.config import LineConfig, MachineConfig
+from linemon.model import Sample
+
+PLACEHOLDERS = {"{line}": "line", "{machine}": "machine"}
+# More than a broker redelivers at once (its in-flight window) or restores from a save.
+REMEMBER_PER_TOPIC = 4096
+
+
+class JsonTopics:
+    """Decoder for `format: json`: topic -> field bindings -> samples."""
+
+    def __init__(self, source: str, machines: list[tuple[LineConfig, MachineConfig]],
+                 stats: SourceStats) -> None:
+        self.source = source
+        self.stats = stats
+        self.bindings: dict[str, list[FieldBinding]] = {}
+        self._filters: set[str] = set()
+        self._templates: dict[str, re.Pattern[str]] = {}
+        for line, machine in machines:
+            for signal, tag in machine.tags.items():
+                assert tag.topic is not None  # checked when the config was loaded
+                topic = tag.topic.replace("{line}", line.id).replace("{machine}", machine.id)
+                ts_field = tuple(tag.ts_field.split(".")) if tag.ts_field else None
+                binding = FieldBinding(
+                    machine.id, signal, tuple(tag.field.split(".")), ts_field, tag.type
+                )
+                self.bindings.setdefault(topic, []).append(binding)
+                self._filters.add(_filter(tag.topic) or topic)
+                if topic != tag.topic:
+                    self._templates[tag.topic] = _pattern(tag.topic)
+        self._seen: dict[str, _Recent] = {}
+
+    def subscriptions(self) -> list[str]:
+        return sorted(self._filters)
+
+    def connected(self, session_present: bool) -> None:
+        """Nothing to do: a JSON publisher has no births to ask for."""
+
+    def take_commands(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def decode(self, topic: str, payload: bytes, received: datetime) -> list[Sample]:
+        bindings = self.bindings.get(topic)
+        if bindings is None:
+            raise self._unknown(topic)
+        document = parse_json(payload)
+        samples = decode(document, bindings, received, self.source)
+        if isinstance(document, dict) and self._redelivered(topic, document, samples[0]):
+            self.stats.duplicates += 1
+            return []
+        return samples
+
+    def _unknown(self, topic: str) -> Rejected:
+        for template, pattern in self._templates.items():
+            match = pattern.fullmatch(topic)
+            if match:
+                names = ", ".join(f"{k} {v!r}" for k, v in match.groupdict().items())
+                return Rejected("unknown_machine", f"{names} (topic {template})")
+        return Rejected("unknown_topic", topic)
+
+    def _redelivered(self, topic: str, document: dict[str, Any], sample: Sample) -> bool:
+        """A redelivered message repeats its `seq` and its timestamp.
+
+        Checked against the last REMEMBER_PER_TOPIC messages of the topic, not only the
+        newest: publishers do reorder (paho sends new messages before the ones it re-sends
+        after a reconnect), and a late message is news, not a duplicate. A restarted
+        publisher starts its seq again, with new timestamps. Without a seq, or without a
+        timestamp in the payload, nothing is treated as a duplicate (at least once).
+        """
+        seq = document.get("seq")
+        stamped = sample.source_ts is not sample.received_ts  # decode() uses received if no ts
+        if not stamped or not isinstance(seq, int) or isinstance(seq, bool):
+            return False
+        seen = self._seen.get(topic)
+        if seen is None:
+            seen = self._seen[topic] = _Recent()
+        return not seen.add((seq, sample.source_ts))
+
+
+class _Recent:
+    """The identities of the last REMEMBER_PER_TOPIC messages of one topic."""
+
+    def __init__(self) -> None:
+        self._order: deque[tuple[int, datetime]] = deque()
+        self._members: set[tuple[int, datetime]] = set()
+
+    def add(self, key: tuple[int, datetime]) -> bool:
+        """Remember `key`; False if it was remembered already."""
+        if key in self._members:
+            return False
+        self._order.append(key)
+        self._members.add(key)
+        if len(self._order) > REMEMBER_PER_TOPIC:
+            self._members.discard(self._order.popleft())
+        return True
+
+
+def _filter(template: str) -> str | None:
+    """The subscription for a templated topic, or None when a placeholder is not a whole level
+    (then only the machines' own topics are subscribed)."""
+    levels = template.split("/")
+    if not any(p in template for p in PLACEHOLDERS):
+        return None
+    if any(p in level and level != p for level in levels for p in PLACEHOLDERS):
+        return None
+    return "/".join("+" if level in PLACEHOLDERS else level for level in levels)
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    regex = re.escape(template)
+    for placeholder, name in PLACEHOLDERS.items():
+        regex = regex.replace(re.escape(placeholder), f"(?P<{name}>[^/]+)", 1)
+        regex = regex.replace(re.escape(placeholder), f"(?P={name})")
+    return re.compile(regex)

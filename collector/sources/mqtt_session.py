@@ -1,0 +1,236 @@
+"""One MQTT connection (paho-mqtt 2.x) driven from the asyncio loop through paho's external-loop
+hooks: no paho thread, no paho reconnect behind the supervisor's back.
+
+Everything paho does after the TCP connect runs on the event loop thread, so acks need no
+locking. Messages are acknowledged only when the caller says so (manual ack), i.e. after
+they are spooled. When the queue passes its high-water mark the socket reader is paused: the
+broker holds the rest and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collector.sources.base import SourceConfigError, SourceDisconnected
+from linemon.config import MqttSourceConfig
+
+QUEUE_SIZE = 10_000
+_AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (v3 codes 4, 5 map here)
+
+
+class MqttConnection:
+    def __init__(self, config: MqttSourceConfig, subscriptions: list[str],
+                 username: str | None, password: str | None) -> None:
+        self.config = config
+        self.subscriptions = subscriptions
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()  # bounded by pausing reads
+        self.lost = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.session_present = False
+        self.reason = "connection lost"
+        self._refused: Exception | None = None
+        self._sock: Any = None
+        self._paused = False
+        self._misc: asyncio.Task[None] | None = None
+        self.v5 = config.protocol == "5"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.client_id or f"linemon-{config.name}",
+            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+            clean_session=None if self.v5 else False,  # v3.1.1: keep the session on the broker
+            manual_ack=True,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if config.tls:
+            try:
+                self.client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None)
+            except (OSError, ssl.SSLError) as err:
+                raise SourceConfigError(f"TLS: cannot load {config.ca_file}: {err}") from err
+        client = self.client
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+
+    async def connect(self, timeout_s: float) -> None:
+        cfg = self.config
+        kwargs: dict[str, Any] = {}
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        where = f"{cfg.host}:{cfg.port}"
+        try:
+            # The TCP connect and TLS handshake block (DNS, SYN timeout): off the event loop.
+            await asyncio.to_thread(self.client.connect, cfg.host, cfg.port, 30, **kwargs)
+        except ssl.SSLCertVerificationError as err:
+            raise SourceConfigError(f"TLS: the broker at {where} is not trusted "
+                                    f"({err.verify_message}); check ca_file") from err
+        except (OSError, ssl.SSLError) as err:
+            raise SourceDisconnected(f"cannot reach {where}: {err}") from err
+        self._misc = asyncio.create_task(self._housekeeping())
+        try:
+            await asyncio.wait_for(_first_of(self.connected, self.lost), timeout_s)
+        except TimeoutError:
+            raise SourceDisconnected(f"no CONNACK from {where}") from None
+        if self._refused is not None:
+            raise self._refused
+        if self.lost.is_set():
+            raise SourceDisconnected(self.reason)
+
+    async def next_batch(self, limit: int) -> list[mqtt.MQTTMessage]:
+        """Everything received so far (at least one message), up to `limit`.
+
+        Messages that arrived before the connection dropped still come out (they may be
+        spooled; their acks are lost and the broker redelivers them): only an empty queue
+        raises SourceDisconnected.
+        """
+        if self._paused and self.queue.qsize() < QUEUE_SIZE // 2:
+            self._paused = False
+            if self._sock is not None:
+                self.loop.add_reader(self._sock, self._read)
+        if self.queue.empty():
+            get = asyncio.ensure_future(self.queue.get())
+            lost = asyncio.ensure_future(self.lost.wait())
+            done, _ = await asyncio.wait({get, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if get not in done:
+                get.cancel()
+                raise SourceDisconnected(self.reason)
+            lost.cancel()
+            batch = [get.result()]
+        else:
+            batch = [self.queue.get_nowait()]
+        while len(batch) < limit and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+    def ack(self, messages: list[mqtt.MQTTMessage]) -> None:
+        for message in messages:
+            if message.qos > 0:
+                self.client.ack(message.mid, message.qos)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        self.client.publish(topic, payload, qos=qos)
+
+    async def close(self) -> None:
+        if self._misc is not None:
+            self._misc.cancel()
+        with contextlib.suppress(Exception):
+            self.client.disconnect()  # keeps the session: it expires after session_expiry_s
+            self.client.loop_write()
+        self._forget_socket()
+
+    async def _housekeeping(self) -> None:
+        """Keepalive pings and timeout detection, which paho leaves to the caller's loop."""
+        while not self.lost.is_set():
+            await asyncio.sleep(1.0)
+            rc = self.client.loop_misc()
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                self._signal_lost(f"keepalive failed: {mqtt.error_string(rc)}")
+
+    # --- paho callbacks (all on the event loop, except the first socket open) ----------
+
+    def _read(self) -> None:
+        rc = self.client.loop_read(max_packets=100)
+        if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+            self._signal_lost(f"read failed: {mqtt.error_string(rc)}")
+            return
+        sock = self._sock
+        if not self._paused and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            # Decrypted bytes wait inside the SSL object, where the selector cannot see them.
+            self.loop.call_soon(self._read)
+
+    def _write(self) -> None:
+        rc = self.client.loop_write()
+        if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+            self._signal_lost(f"write failed: {mqtt.error_string(rc)}")
+
+    def _on_socket_open(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        raw = sock if isinstance(sock, socket.socket) else None
+        if raw is not None:
+            # Nagle would add up to 40 ms to small PUBACKs and publishes.
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.loop.call_soon_threadsafe(self._attach, sock)
+
+    def _attach(self, sock: Any) -> None:
+        self._sock = sock
+        self.loop.add_reader(sock, self._read)
+
+    def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
+        self._forget_socket()
+        self._signal_lost(self.reason)
+
+    def _forget_socket(self) -> None:
+        if self._sock is not None:
+            self.loop.remove_reader(self._sock)
+            self.loop.remove_writer(self._sock)
+            self._sock = None
+
+    def _on_register_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        self.loop.call_soon_threadsafe(self._want_write, sock, True)
+
+    def _on_unregister_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        self.loop.call_soon_threadsafe(self._want_write, sock, False)
+
+    def _want_write(self, sock: Any, wanted: bool) -> None:
+        if sock is not self._sock and self._sock is not None:
+            return  # a socket of the past
+        if sock.fileno() < 0:
+            return  # closed since paho asked
+        if wanted:
+            self.loop.add_writer(sock, self._write)
+        else:
+            self.loop.remove_writer(sock)
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any,
+                    _props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            where = f"{self.config.host}:{self.config.port}"
+            if getattr(reason, "value", None) in _AUTH_REFUSED:
+                self._refused = SourceConfigError(
+                    f"broker {where} refused the login: {reason} (check username_env and "
+                    "password_env)")
+            self._signal_lost(f"broker {where} refused the connection: {reason}")
+            return
+        self.session_present = bool(getattr(flags, "session_present", False))
+        cfg = self.config
+        for topic in self.subscriptions:
+            full = f"$share/{cfg.shared_group}/{topic}" if cfg.shared_group else topic
+            client.subscribe(full, qos=cfg.qos)
+        self.connected.set()
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                       _props: Any) -> None:
+        self._signal_lost(f"disconnected: {reason}")
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.queue.put_nowait(message)
+        if not self._paused and self.queue.qsize() >= QUEUE_SIZE and self._sock is not None:
+            self._paused = True
+            self.loop.remove_reader(self._sock)
+
+    def _signal_lost(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.reason = reason
+            self.lost.set()
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()
