@@ -1,4 +1,9 @@
-"""Shift calendar: shifts and breaks in local time, turned into UTC windows in epoch ms."""
+"""Shift calendar: shifts and breaks in local time, turned into UTC windows in epoch ms.
+
+Local times are read with `fold=0`: one that exists twice (autumn) is its first occurrence,
+one that does not exist (spring gap) takes the offset before the change. Shifts end when the
+wall clock says so; a break keeps its wall-clock length.
+"""
 
 from __future__ import annotations
 
@@ -121,12 +126,26 @@ def _windows(spec: CalendarSpec, day: date) -> tuple[ShiftWindow, ...]:
         breaks = []
         for brk in shift.breaks:
             b_day = day if brk.start >= shift.start else day + timedelta(days=1)
-            b_end_day = b_day if brk.end > brk.start else b_day + timedelta(days=1)
-            b_start, b_end = _at(zone, b_day, brk.start), _at(zone, b_end_day, brk.end)
-            breaks.append((max(b_start, start), min(b_end, end), brk.name))
+            # A break starts at its wall-clock time and lasts its wall-clock length, even when
+            # the clocks change during it (02:30-03:00 on the autumn night is the first 02:30
+            # plus half an hour, not an hour and a half; in the spring gap 02:30 is read with
+            # the offset before the change, i.e. 03:30 summer time).
+            b_start = _at(zone, b_day, brk.start)
+            b_end = b_start + _wall_length_ms(brk.start, brk.end)
+            b_start, b_end = max(b_start, start), min(b_end, end)
+            if b_end > b_start:
+                breaks.append((b_start, b_end, brk.name))
         out.append(ShiftWindow(shift.name, start, end, tuple(sorted(breaks))))
     return tuple(out)
 
 
 def _at(zone: ZoneInfo, day: date, clock: time) -> int:
     return to_ms(datetime.combine(day, clock, tzinfo=zone))
+
+
+def _wall_length_ms(start: time, end: time) -> int:
+    """From `start` to `end` on a clock face (an end at or before the start is the next day)."""
+    day = date(2000, 1, 1)
+    a, b = datetime.combine(day, start), datetime.combine(day, end)
+    length = b - a if b > a else b + timedelta(days=1) - a
+    return round(length.total_seconds() * 1000)

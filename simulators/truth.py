@@ -134,8 +134,10 @@ class TruthRecorder:
         for w in windows:
             good, reject = log.counts.get(w.key if self.calendar else "-", (0, 0))
             start, end = max(w.start_ms, self.start_ms), min(w.end_ms, now_ms)
+            breaks = [(b_start, b_end) for b_start, b_end, _ in w.breaks]
             figures = window_figures(
-                intervals, start, end, good, reject, spec.ideal_cycle_time_s, threshold_ms
+                intervals, start, end, good, reject, spec.ideal_cycle_time_s, threshold_ms,
+                breaks,
             )
             shifts.append({"shift": w.name, "start": iso_ms(start), "end": iso_ms(end), **figures})
         return {

@@ -180,3 +180,25 @@ def test_planned_stop_and_slow_down_from_the_timeline():
     ]
     assert pack["shifts"][0]["planned_stop_s"] == 120.0 + 120.0  # plus the calendar break
     assert pack["totals"]["total"] < plain["machines"]["pack-1"]["totals"]["total"] - 30
+
+
+def test_a_break_is_planned_down_time_whatever_the_machine_does():
+    from simulators.oee import Interval, window_figures
+    from simulators.signals import StateCode
+
+    s = 1000
+    intervals = [
+        Interval(StateCode.RUNNING, 0, "", 0, 100 * s),
+        Interval(StateCode.FAULT, 17, "Jam", 100 * s, 300 * s),  # runs through the break
+        Interval(StateCode.RUNNING, 0, "", 300 * s, 400 * s),
+        Interval(StateCode.OFF, 0, "PLC restart", 400 * s, 405 * s),  # a failure, not micro
+        Interval(StateCode.RUNNING, 0, "", 405 * s, 600 * s),
+    ]
+    f = window_figures(intervals, 0, 600 * s, 100, 0, 1.0, 30 * s, [(150 * s, 250 * s)])
+    assert f["break_time_s"] == f["planned_stop_s"] == 100.0
+    assert f["planned_time_s"] == 500.0
+    assert f["unplanned_downtime_s"] == 100.0 + 5.0  # the fault outside the break + off
+    assert f["run_time_s"] == 395.0
+    assert f["failures"] == 2
+    assert f["mttr_s"] == 52.5 and f["mtbf_s"] == 197.5
+    assert f["time_by_state_s"]["fault"] == 100.0
