@@ -151,18 +151,46 @@ class Silence:
 
 @dataclass(frozen=True, slots=True)
 class OeeFigures:
-    """One OEE result with every input that produced it, so it can be checked by hand."""
+    """One OEE result with every input that produced it, so it can be checked by hand.
+
+    ISO 22400-2 names in brackets. `losses_s` holds the six big losses as time (they add up
+    to planned time - ideal cycle time x good count) plus the time outside the base.
+    """
 
     planned_time_s: float  # [PBT] shift time minus planned stops
     run_time_s: float  # [APT] planned time minus unplanned downtime and changeover
-    ideal_cycle_time_s: float
-    total_count: int
-    good_count: int
+    ideal_cycle_time_s: float  # [PRI] (the mean over the parts when products differ)
+    total_count: int  # [PQ]
+    good_count: int  # [GQ]
     availability: float | None  # None means "not planned": no planned time yet
-    performance: float | None
-    quality: float | None
-    oee: float | None
+    performance: float | None  # [effectiveness]
+    quality: float | None  # [quality ratio]
+    oee: float | None  # [OEE index]
     losses_s: dict[str, float] = field(default_factory=dict)
+    calendar_time_s: float | None = None  # the window's whole time so far, breaks included
+    teep: float | None = None  # fully productive time / calendar time
+    technical_efficiency: float | None = None  # [TE] APT / (APT + breakdown time)
+    scrap_ratio: float | None = None  # [SR] rejects / total count
+    failures: int = 0  # [FE] breakdowns that began in the window
+    micro_stops: int = 0
+    mtbf_s: float | None = None  # [MTBF] APT / FE
+    mttr_s: float | None = None  # [MTTR] breakdown time / FE
+
+
+@dataclass(frozen=True, slots=True)
+class OeeSnapshot:
+    """An OEE figure for one machine (or a whole line when machine is None) at a time.
+
+    `shift` is the shift instance's key ("2026-03-02/early"); `final` marks the figure of a
+    closed shift (what it ended with), the others are the live figure so far.
+    """
+
+    at: datetime
+    line: str
+    machine: str | None
+    figures: OeeFigures
+    shift: str | None = None
+    final: bool = False
 
 
 # --- engine events ---------------------------------------------------------------
@@ -196,6 +224,7 @@ class PartsProduced:
     at: datetime
     good: int
     reject: int
+    ideal_cycle_time_s: float | None = None  # in force for these parts (their product's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,4 +234,6 @@ class AlertChanged:
     at: datetime
 
 
-Event = StateChanged | DowntimeStarted | DowntimeEnded | PartsProduced | AlertChanged
+Event = (
+    StateChanged | DowntimeStarted | DowntimeEnded | PartsProduced | AlertChanged | OeeSnapshot
+)
