@@ -13,6 +13,7 @@ this runs on every tick for every machine.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -83,9 +84,14 @@ class DefectSpikeDetector:
         base_rate = None
         if base_parts >= c.baseline_min_parts:
             base_rate = (self._rejects[baseline_end] - self._rejects[first]) / base_parts
+        # The rate that counts as normal: the baseline, or, without one, the share of the
+        # absolute threshold that `factor` allows.
+        normal = base_rate if base_rate is not None else (c.absolute_rate or c.min_rate) / c.factor
         for window in (by_parts, by_time):
             if window.parts < c.min_parts:
                 continue
+            if binomial_tail(window.rejects, window.parts, max(normal, 1e-4)) > c.significance:
+                continue  # as many rejects as chance alone gives now and then
             if c.absolute_rate is not None and window.rate >= c.absolute_rate:
                 return SpikeVerdict(True, window, base_rate,
                                     f"{window.rate:.1%} rejects over the {window.name} "
@@ -117,3 +123,22 @@ class DefectSpikeDetector:
             del self._at[:old]
             del self._parts[:old]
             del self._rejects[:old]
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): how surprising k rejects in n parts are at rate p."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    # 1 - P(X < k), summing the few terms below k in log space (n can be in the thousands).
+    log_q = math.log1p(-p)
+    below = 0.0
+    for i in range(k):
+        below += math.exp(
+            math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            + i * math.log(p) + (n - i) * log_q
+        )
+    return max(0.0, 1.0 - below)

@@ -29,7 +29,11 @@ class MachineStopConfig(Strict):
     """A push within seconds of a stop: a machine DOWN for longer than `after_s`."""
 
     enabled: bool = True
-    after_s: Seconds = 0.0
+    after_s: Seconds = Field(
+        default=30.0,
+        description="a stop shorter than this is a micro-stop (a jam cleared at the machine): "
+        "paging a supervisor for it is noise, so the alert waits this long",
+    )
     severity: Severity = Severity.CRITICAL
     keep_firing_for_s: Seconds = 0.0
 
@@ -70,6 +74,11 @@ class DefectSpikeConfig(Strict):
     )
     absolute_rate: float | None = Field(default=0.15, gt=0, le=1)
     min_parts: int = Field(default=10, ge=1, description="no verdict on fewer parts")
+    significance: float = Field(
+        default=0.001, gt=0, le=1,
+        description="a window is a spike only if that many rejects would be this unlikely at "
+        "the normal rate (binomial tail); keeps 2 rejects in 30 parts from paging anyone",
+    )
     for_s: Seconds = 0.0
     keep_firing_for_s: Seconds = 60.0
     severity: Severity = Severity.WARNING

@@ -23,6 +23,12 @@ from rules.engine import Engine
 from rules.rules_config import RulesConfig
 from tests.unit.plant import T0, machine, plant, sample
 
+# These tests are about windows and the alert lifecycle, so they switch off the two gates
+# that keep real plants quiet (tested on their own below): the 30 s wait before a stop
+# pages anyone, and the binomial significance test on reject counts.
+_MECH = {"machine_stop": {"after_s": 0}, "defect_spike": {"significance": 1.0}}
+MECHANICS = RulesConfig.model_validate(_MECH)
+
 
 def t(seconds: float):
     return T0 + timedelta(seconds=seconds)
@@ -154,7 +160,7 @@ def test_silence_marks_matching_alerts_for_its_period_only() -> None:
 
 
 def test_maintenance_window_silences_a_line_and_its_machines() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1", "m2": "l1", "m3": "l2"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1", "m2": "l1", "m3": "l2"})
     engine.maintenance(line="l1", starts=t(0), ends=t(3600), by="ana", comment="PM")
     for mid in ("m1", "m2", "m3"):
         engine.on_event(StateChanged(engine.machines[mid], mid, t(10), MachineState.DOWN,
@@ -191,7 +197,7 @@ def down(mid: str, at: float, line: str = "l1", state=MachineState.DOWN, reason=
 
 
 def test_machine_stop_fires_within_the_tick_and_resolves_when_it_runs() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1", "m2": "l1"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1", "m2": "l1"})
     engine.on_event(down("m1", 100.2))
     [fired] = engine.on_tick(t(101))
     assert fired.change is AlertChange.FIRING and fired.alert.rule_id == "machine_stopped"
@@ -203,7 +209,7 @@ def test_machine_stop_fires_within_the_tick_and_resolves_when_it_runs() -> None:
 
 
 def test_machine_stop_after_s_holds_it_pending() -> None:
-    rules = RulesConfig.model_validate({"machine_stop": {"after_s": 20}})
+    rules = RulesConfig.model_validate({**_MECH, "machine_stop": {"after_s": 20}})
     engine = AlertEngine(rules, {"m1": "l1"})
     engine.on_event(down("m1", 0))
     assert kinds(engine.on_tick(t(1))) == ["pending"]
@@ -211,7 +217,7 @@ def test_machine_stop_after_s_holds_it_pending() -> None:
 
 
 def test_machine_that_goes_offline_while_down_keeps_its_stop_alert() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1"})
     engine.on_event(down("m1", 0))
     engine.on_tick(t(1))
     engine.on_event(StateChanged("l1", "m1", t(30), MachineState.OFFLINE, MachineState.DOWN,
@@ -229,7 +235,7 @@ def running(engine: AlertEngine, at: float) -> None:
 
 
 def test_line_wide_stop_is_one_grouped_alert_and_inhibits_the_machines() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1", "m2": "l1", "m3": "l1"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1", "m2": "l1", "m3": "l1"})
     running(engine, 0)
     engine.on_event(down("m1", 10.0))
     engine.on_event(down("m2", 10.1, state=MachineState.IDLE, reason="starved"))
@@ -256,7 +262,7 @@ def test_line_wide_stop_is_one_grouped_alert_and_inhibits_the_machines() -> None
 
 
 def test_line_stop_fraction_and_offline_machines() -> None:
-    rules = RulesConfig.model_validate({"line_stop": {"fraction": 0.6}})
+    rules = RulesConfig.model_validate({"line_stop": {"fraction": 0.6}, **_MECH})
     engine = AlertEngine(rules, {"m1": "l1", "m2": "l1", "m3": "l1", "m4": "l1"})
     running(engine, 0)
     engine.on_event(down("m1", 5))
@@ -270,14 +276,14 @@ def test_line_stop_fraction_and_offline_machines() -> None:
 
 
 def test_single_machine_line_gets_no_line_alert() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1"})
     engine.on_event(down("m1", 0))
     assert [c.alert.rule_id for c in engine.on_tick(t(1))] == ["machine_stopped"]
 
 
 def test_a_down_machine_inhibits_its_own_spike_and_threshold_alerts() -> None:
     rules = RulesConfig.model_validate({"thresholds": [
-        {"id": "oven", "machine": "m1", "signal": "temperature", "above": 80}]})
+        {"id": "oven", "machine": "m1", "signal": "temperature", "above": 80}], **_MECH})
     engine = AlertEngine(rules, {"m1": "l1", "m2": "l1"})
     engine.on_sample(sample("m1", "temperature", 90.0, t(0)), t(0))
     engine.on_sample(sample("m2", "temperature", 90.0, t(0)), t(0))  # m2 has no rule
@@ -314,7 +320,7 @@ def test_backfilled_data_never_fires_a_live_alert() -> None:
 
 
 def test_a_backfilled_stop_confirmed_by_live_data_becomes_a_live_alert() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1"})
     engine.on_tick(t(3600))
     engine.on_event(down("m1", 10))  # old
     engine.on_event(StateChanged("l1", "m1", t(3590), MachineState.OFFLINE, MachineState.DOWN))
@@ -328,7 +334,7 @@ def test_line_stop_through_the_trackers() -> None:
     """The wiring the engine will do: tracker events in, alert changes out."""
     config = plant(machines=[machine("m1"), machine("m2"), machine("m3")])
     engine = Engine(config, T0)
-    alerts = AlertEngine(RulesConfig(), {m.id: line.id for line, m in config.machines()})
+    alerts = AlertEngine(MECHANICS, {m.id: line.id for line, m in config.machines()})
     changes = []
 
     def feed(mid: str, code: int, at: float) -> None:

@@ -11,9 +11,15 @@ from hypothesis import strategies as st
 from linemon.model import MachineState, PartsProduced, StateChanged
 from rules.alerting import AlertEngine
 from rules.alerts import AlertChange
-from rules.defects import DefectSpikeDetector
+from rules.defects import DefectSpikeDetector, binomial_tail
 from rules.rules_config import DefectSpikeConfig, RulesConfig
 from tests.unit.plant import T0
+
+# These tests are about windows and the alert lifecycle, so they switch off the two gates
+# that keep real plants quiet (tested on their own below): the 30 s wait before a stop
+# pages anyone, and the binomial significance test on reject counts.
+_MECH = {"machine_stop": {"after_s": 0}, "defect_spike": {"significance": 1.0}}
+MECHANICS = RulesConfig.model_validate(_MECH)
 
 
 def t(seconds: float):
@@ -35,7 +41,7 @@ def spike(i: int) -> bool:
 
 
 def test_spike_rises_within_30_s_and_resolves_after_it_ends() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1"})
     changes = []
     # 20 min at 1 % (a part every 2 s), 5 min at 30 %, then 1 % again; a tick every second
     events = produce(0, 600, 2, normal) + produce(600, 750, 2, spike) + produce(750, 1200, 2,
@@ -64,7 +70,7 @@ def test_spike_rises_within_30_s_and_resolves_after_it_ends() -> None:
     ([(28, 2), (1, 0)], False, "reject rate normal"),  # 2 of 31 parts
 ])
 def test_absolute_threshold_and_minimum_sample(batches, spiking, why) -> None:
-    detector = DefectSpikeDetector(DefectSpikeConfig())
+    detector = DefectSpikeDetector(DefectSpikeConfig(significance=1.0))
     for i, (good, reject) in enumerate(batches):
         detector.add(t(i), good, reject)
     verdict = detector.evaluate(t(len(batches)))
@@ -73,7 +79,7 @@ def test_absolute_threshold_and_minimum_sample(batches, spiking, why) -> None:
 
 def baseline_then(window_rejects: int) -> DefectSpikeDetector:
     """1000 parts at 1 % then 100 parts with `window_rejects` scrap, a part a second."""
-    config = DefectSpikeConfig(window_parts=100, window_s=100, absolute_rate=None)
+    config = DefectSpikeConfig(significance=1.0, window_parts=100, window_s=100, absolute_rate=None)
     detector = DefectSpikeDetector(config)
     for i in range(1000):
         detector.add(t(i), int(i % 100 != 0), int(i % 100 == 0))
@@ -95,7 +101,7 @@ def test_baseline_rule_needs_factor_and_min_rate(rejects, spiking) -> None:
 
 
 def test_baseline_needs_enough_parts() -> None:
-    config = DefectSpikeConfig(absolute_rate=None, baseline_min_parts=100)
+    config = DefectSpikeConfig(significance=1.0, absolute_rate=None, baseline_min_parts=100)
     detector = DefectSpikeDetector(config)
     for i in range(50):  # 50 clean parts: too few to trust as a baseline
         detector.add(t(i * 10), 1, 0)
@@ -106,7 +112,8 @@ def test_baseline_needs_enough_parts() -> None:
 
 
 def test_slow_machine_is_judged_on_its_last_parts_not_only_its_last_seconds() -> None:
-    detector = DefectSpikeDetector(DefectSpikeConfig(window_parts=10, window_s=120))
+    config = DefectSpikeConfig(significance=1.0, window_parts=10, window_s=120)
+    detector = DefectSpikeDetector(config)
     for i in range(10):  # a part every 60 s: the 120 s window never holds 10 parts
         detector.add(t(i * 60), 0 if i >= 7 else 1, 1 if i >= 7 else 0)
     verdict = detector.evaluate(t(541))
@@ -116,7 +123,7 @@ def test_slow_machine_is_judged_on_its_last_parts_not_only_its_last_seconds() ->
 
 
 def test_spike_on_a_down_machine_is_inhibited_and_late_parts_are_ignored() -> None:
-    engine = AlertEngine(RulesConfig(), {"m1": "l1"})
+    engine = AlertEngine(MECHANICS, {"m1": "l1"})
     for e in produce(0, 20, 1, lambda i: i % 2 == 0):
         engine.on_event(e)
     [fired] = engine.on_tick(t(20))
@@ -161,7 +168,8 @@ def naive(entries, now, c: DefectSpikeConfig):
 @given(st.lists(st.tuples(st.floats(0, 20), st.integers(0, 6), st.integers(0, 2)),
                 min_size=1, max_size=500))
 def test_windows_match_a_naive_scan(batches) -> None:
-    config = DefectSpikeConfig(window_parts=12, window_s=40, baseline_window_s=300,
+    config = DefectSpikeConfig(significance=1.0, window_parts=12, window_s=40,
+                               baseline_window_s=300,
                                baseline_min_parts=20, min_parts=5, absolute_rate=0.4)
     detector = DefectSpikeDetector(config)
     entries, now = [], 0.0
@@ -175,3 +183,46 @@ def test_windows_match_a_naive_scan(batches) -> None:
     spiking, base = naive(entries, end, config)
     assert verdict.spiking is spiking
     assert verdict.baseline_rate == (pytest.approx(base) if base is not None else None)
+
+
+# --- the gates that keep a real plant quiet ------------------------------------------------
+
+
+def test_two_rejects_in_thirty_parts_at_a_one_percent_baseline_are_chance_not_a_spike() -> None:
+    detector = DefectSpikeDetector(DefectSpikeConfig())  # the defaults a plant gets
+    at = T0
+    for i in range(300):  # an hour of baseline at 1 % rejects
+        at += timedelta(seconds=10)
+        detector.add(at, 1 if i % 100 else 0, 0 if i % 100 else 1)
+    for i in range(30):
+        at += timedelta(seconds=3)
+        detector.add(at, 0 if i in (5, 20) else 1, 1 if i in (5, 20) else 0)
+    verdict = detector.evaluate(at)
+    assert not verdict.spiking, verdict.why  # 6.7 %: over 3x the baseline, yet chance
+
+
+def test_a_sustained_twelve_percent_burst_is_a_spike() -> None:
+    detector = DefectSpikeDetector(DefectSpikeConfig())
+    at = T0
+    for i in range(300):
+        at += timedelta(seconds=10)
+        detector.add(at, 1 if i % 100 else 0, 0 if i % 100 else 1)
+    fired_after = None
+    for i in range(200):  # 12 % rejects, one part every 3 s
+        at += timedelta(seconds=3)
+        reject = i % 8 == 3
+        detector.add(at, 0 if reject else 1, 1 if reject else 0)
+        if detector.last is not None and detector.last.spiking:
+            fired_after = i + 1
+            break
+    assert fired_after is not None and fired_after <= 60, fired_after
+
+
+def test_binomial_tail_matches_hand_computed_values() -> None:
+    assert binomial_tail(0, 10, 0.1) == 1.0
+    assert binomial_tail(11, 10, 0.1) == 0.0
+    # P(X >= 1 | 10, 0.1) = 1 - 0.9^10
+    assert abs(binomial_tail(1, 10, 0.1) - (1 - 0.9**10)) < 1e-12
+    # P(X >= 2 | 30, 0.01) = 1 - 0.99^30 - 30 * 0.01 * 0.99^29
+    expected = 1 - 0.99**30 - 30 * 0.01 * 0.99**29
+    assert abs(binomial_tail(2, 30, 0.01) - expected) < 1e-12

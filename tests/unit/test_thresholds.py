@@ -119,7 +119,7 @@ def test_stale_alert_resolves_when_data_returns_and_bad_quality_is_not_data() ->
 
 def test_empty_rules_give_machine_stop_line_stop_and_defect_spike() -> None:
     rules = RulesConfig.model_validate({})
-    assert rules.machine_stop.enabled and rules.machine_stop.after_s == 0
+    assert rules.machine_stop.enabled and rules.machine_stop.after_s == 30
     assert rules.line_stop.enabled and rules.line_stop.fraction == 1.0
     assert rules.defect_spike.enabled and rules.max_input_lag_s == 60
 
