@@ -1,0 +1,1 @@
+"""Browser tests: the dashboards in real headless Chromium, against a real linemon."""
