@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# Debian's Chromium for the dashboard tests (tests/browser, driven by Playwright: never
+# `playwright install`, which downloads its own browsers).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing ${need_apt[*]} from Debian's packages" >&2
     SUDO=""
@@ -23,4 +26,17 @@ if [ -f deploy/influxdb/build-influxd.sh ]; then
     mkdir -p .cache
     echo "$influxd_path" > .cache/influxd-path
     echo "influxd: $influxd_path" >&2
+fi
+
+# Deploy artefact validators (tests/deploy): Docker Compose v2 and kustomize, built once
+# from the Go module proxy (they validate deploy/docker-compose.yml and deploy/kubernetes
+# without a Docker engine or a cluster), and systemd-analyze for the unit files.
+# hadolint and kubernetes-validate come from PyPI with the test extras.
+bash tests/deploy/build-tools.sh
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    echo "installing systemd (for systemd-analyze) from Debian's packages" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends systemd >&2
 fi
