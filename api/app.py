@@ -21,7 +21,17 @@ from api.auth import AuthThrottle, KeyRing
 from api.limits import BodyLimit
 from api.live_hub import LiveHub
 from api.metrics import registry_for
-from api.routes import alerts, analysis, downtime, live, live_ws, machine_history, ops
+from api.routes import (
+    alerts,
+    analysis,
+    downtime,
+    live,
+    live_ws,
+    machine_history,
+    notify,
+    ops,
+    pages,
+)
 from linemon.app import Linemon
 
 log = logging.getLogger("linemon.api")
@@ -88,8 +98,10 @@ def create_app(linemon: Linemon, *, manage: bool = True, live_interval_s: float 
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
             expose_headers=["Retry-After", "Content-Disposition"])
-    for module in (ops, live, live_ws, downtime, analysis, machine_history, alerts):
+    for module in (ops, live, live_ws, downtime, analysis, machine_history, alerts, pages):
         app.include_router(module.router)
+    if linemon.notifier is not None:  # the delivery log and ack links: only when configured
+        app.include_router(notify.router)
     problems.install(app)
     openapi.install(app)
     return app

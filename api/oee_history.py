@@ -1,10 +1,14 @@
-"""Historical OEE per shift and per day, replayed from the state timeline and part counts.
+"""Historical OEE per shift and per day: the engine's final figures, or a replay.
 
-Nothing writes OEE snapshots to the historian yet (no component emits `OeeSnapshot`), so
-history is recomputed with the live accounting itself, `rules.oee.ShiftAccount`: every
-state interval is booked into the shift it falls in, a stop ends as a failure or a
-micro-stop as its downtime event says, and parts come from the counts. The result is
-what the board showed at the end of the shift, traceable to the events behind it.
+A closed shift that lies whole inside the window is answered with the final `OeeSnapshot`
+the engine wrote when the shift closed: it carries the ideal cycle times (products) in
+force then. Anything else (a day, a shift cut by the window, a shift without a final
+snapshot, e.g. from before linemon wrote them) is recomputed with the live accounting
+itself, `rules.oee.ShiftAccount`, under the configured `OeePolicy`: every state interval
+is booked into the shift it falls in, a stop ends as a failure or a micro-stop as its
+downtime event says, and parts come from the counts at today's ideal cycle times. The
+line figure uses the line's ideal cycle time (`rules.shift_report.line_ideal_cycle_time`),
+as the board does.
 
 A day is a production day: the shifts that start on that local date.
 """
@@ -13,20 +17,21 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import date, datetime, timedelta
 from typing import Literal
 
 from api.history_access import all_downtime, caller_errors
 from api.limits import Window
 from api.schemas import Oee, OeePeriod
-from collector.historian import CountBucket, StateInterval
+from collector.historian import CountBucket, OeeSnapshot, StateInterval
 from linemon.app import Linemon
 from linemon.config import LineConfig, MachineConfig
 from linemon.model import DowntimeEvent, MachineState, OeeFigures
 from rules.calendar import ShiftInstance
-from rules.engine import _line_oee  # the live line figure's formula; see the report
+from rules.engine import line_oee as _line_oee  # the live line figure's formula
 from rules.oee import ShiftAccount
+from rules.shift_report import line_ideal_cycle_time
 
 STOP_LOOKBACK = timedelta(days=1)  # a stop open at the window's start began before it
 _SUMMED = [f.name for f in fields(ShiftAccount)
@@ -51,25 +56,55 @@ async def oee_periods(lm: Linemon, line: LineConfig, machine: MachineConfig | No
             counts = await q.counts(m.id, window.start, until, every_s)
         own = sorted((e for e in stops if e.machine == m.id), key=lambda e: e.start)
         parts = _parts_per_shift(counts, shifts, window.start)
+        counted: set[str] = set()  # stops already counted (a stop can span shifts)
         accounts[m.id] = [
-            _replay(shift, m.ideal_cycle_time_s, timeline, own, parts[i], lo, hi)
+            _replay(shift, m, timeline, own, parts[i], (lo, hi), until, counted)
             for i, (shift, (lo, hi)) in enumerate(zip(shifts, bounds, strict=True))]
     groups = _groups(shifts, by)
     end_id = line.end_machine or line.machines[-1].id
-    line_ict = max(m.ideal_cycle_time_s for m in line.machines)
+    line_ict = line_ideal_cycle_time(line)
+    policy = lm.engine.policy
+    finals = await _finals(lm, line, machine, shifts, bounds, by) if shifts else {}
     out: list[OeePeriod] = []
     for day, name, idx in groups:
         start, end = bounds[idx[0]][0], bounds[idx[-1]][1]
         figures: dict[str | None, OeeFigures] = {
-            m.id: _merged([accounts[m.id][i] for i in idx]).figures() for m in machines}
-        if machine is None:  # the line: output at its end machine, the slowest cycle time
+            m.id: _merged([accounts[m.id][i] for i in idx]).figures(policy) for m in machines}
+        if machine is None:  # the line: output at its end machine, the line's cycle time
             at_end = figures[end_id]
             line_figures = _line_oee(at_end, at_end.good_count, line_ict)
             assert line_figures is not None
             figures[None] = line_figures
-        out += [OeePeriod(line=line.id, machine=mid, day=day, shift=name, start=start, end=end,
-                          oee=Oee(**asdict(f))) for mid, f in figures.items()]
+        key = shifts[idx[0]].key if name is not None else None
+        for mid, f in figures.items():
+            final = finals.get((mid, key)) if key is not None else None
+            out.append(OeePeriod(
+                line=line.id, machine=mid, day=day, shift=name, start=start, end=end,
+                oee=Oee.of(final or f), source="final" if final else "replay"))
     return out
+
+
+async def _finals(lm: Linemon, line: LineConfig, machine: MachineConfig | None,
+                  shifts: Sequence[ShiftInstance], bounds: Sequence[tuple[datetime, datetime]],
+                  by: str) -> dict[tuple[str | None, str], OeeFigures]:
+    """The final figures of the shifts that closed whole inside the window, by machine (None:
+    the line) and shift key. Only per shift: a day's figure cannot be summed from ratios."""
+    whole = {s.key for s, (lo, hi) in zip(shifts, bounds, strict=True)
+             if lo == s.start and hi == s.end}
+    if by != "shift" or not whole:
+        return {}
+    q = lm.historian.query
+    start, end = shifts[0].start, shifts[-1].end + timedelta(microseconds=1)
+    snaps: list[OeeSnapshot] = []
+    with caller_errors():
+        if machine is not None:
+            snaps = await q.oee_snapshots(start=start, end=end, machine=machine.id, line=line.id)
+        else:
+            snaps = await q.oee_snapshots(start=start, end=end, line=line.id)
+            for m in line.machines:
+                snaps += await q.oee_snapshots(start=start, end=end, machine=m.id, line=line.id)
+    return {(s.machine, s.shift): s.figures for s in snaps
+            if s.final and s.shift in whole}
 
 
 def _groups(shifts: Sequence[ShiftInstance], by: str) -> list[tuple[date, str | None, list[int]]]:
@@ -94,23 +129,38 @@ def _parts_per_shift(counts: Sequence[CountBucket], shifts: Sequence[ShiftInstan
     return out
 
 
-def _replay(shift: ShiftInstance, ict: float, timeline: Sequence[StateInterval],
-            stops: Sequence[DowntimeEvent], parts: tuple[int, int], lo: datetime,
-            hi: datetime) -> ShiftAccount:
-    """Book [lo, hi) of one shift the way the live tracker booked it."""
-    account = ShiftAccount(shift, ict)
+def _replay(shift: ShiftInstance, machine: MachineConfig, timeline: Sequence[StateInterval],
+            stops: Sequence[DowntimeEvent], parts: tuple[int, int],
+            span: tuple[datetime, datetime], until: datetime, counted: set[str]) -> ShiftAccount:
+    """Book [lo, hi) of one shift the way the live tracker booked it, knowing what it knew
+    at `until`: a stop is a micro-stop while shorter than the threshold (a performance loss)
+    and a failure, in the shift it began in, once it reaches it, ended or not."""
+    lo, hi = span
+    account = ShiftAccount(shift, machine.ideal_cycle_time_s)
     for iv in timeline:
         a, b = max(iv.start, lo), min(iv.end, hi)
         if b <= a:
             continue
+        booked = account.book(a, b, iv.state)
         if iv.state is not MachineState.DOWN:
-            account.book(a, b, iv.state)
             continue
-        account.stop_started()
-        account.book(a, b, iv.state)
         stop = _stop_at(stops, iv.start)
-        if stop is not None and stop.end is not None and stop.end <= hi:
-            account.stop_ended(stop.micro_stop)  # an open stop is no failure yet, as live
+        if stop is None:
+            continue
+        ended = stop.end is not None and stop.end <= until
+        if ended:
+            micro = stop.micro_stop
+        else:
+            micro = (until - stop.start).total_seconds() < machine.micro_stop_threshold_s
+        if micro:
+            account.reclassify_micro(booked)
+        if stop.id in counted or (micro and not ended):
+            continue
+        counted.add(stop.id)  # in the shift it began in, or the first one booked
+        if micro:
+            account.micro_stops += 1
+        else:
+            account.failures += 1
     account.good, account.reject = parts
     return account
 

@@ -19,6 +19,7 @@ from collector.sources.supervisor import supervise
 from linemon.config import PlantConfig
 from linemon.model import Event, Sample
 from rules.engine import Engine
+from rules.notify.notifier import Notifier, build_notifier
 
 log = logging.getLogger("linemon.app")
 Clock = Callable[[], datetime]
@@ -37,6 +38,9 @@ class Linemon:
         machine_lines = {m.id: line.id for line, m in config.machines()}
         self.historian = Historian(config.historian, machine_lines=machine_lines, clock=clock)
         self.sources: list[Source] = build_sources(config)
+        self.notifier: Notifier | None = build_notifier(
+            config.notifications, clock=clock, timezone=config.site.timezone,
+            shift_at=self._shift_name)
         self._listeners: list[asyncio.Queue[Event]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started = asyncio.Event()
@@ -74,6 +78,10 @@ class Linemon:
         with contextlib.suppress(ValueError):
             self._listeners.remove(queue)
 
+    def _shift_name(self, at: datetime) -> str | None:
+        shift = self.engine.calendar.shift_at(at)
+        return shift.name if shift is not None else None
+
     def _on_gap(self, source: str, at: datetime, why: str) -> None:
         events = self.engine.source_lost(source, at, why)
         if events:
@@ -89,6 +97,8 @@ class Linemon:
 
     async def start(self) -> None:
         await self.historian.start()
+        if self.notifier is not None:  # before the sources: no alert change goes unheard
+            await self.notifier.start(self.listen())
         for source in self.sources:
             self._tasks.append(asyncio.create_task(
                 supervise(source, self.ingest, on_gap=self._on_gap, clock=self.clock),
@@ -106,10 +116,13 @@ class Linemon:
             for task in stuck:
                 log.warning("task %s did not stop within %.0fs", task.get_name(), timeout_s)
         self._tasks.clear()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.historian.close()
 
     def health(self) -> dict[str, object]:
-        return {
+        now = self.clock()
+        out: dict[str, object] = {
             "sources": {
                 s.name: {
                     "connected": s.stats.connected,
@@ -118,8 +131,15 @@ class Linemon:
                     "duplicates": s.stats.duplicates,
                     "reconnects": s.stats.reconnects,
                     "last_error": s.stats.last_error,
+                    "last_message_age_s": {
+                        machine: round((now - at).total_seconds(), 3)
+                        for machine, at in s.stats.last_message_at.items()
+                    },
                 }
                 for s in self.sources
             },
             "historian": self.historian.health(),
         }
+        if self.notifier is not None:
+            out["notifications"] = self.notifier.health()
+        return out

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import time
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,10 +26,15 @@ from pydantic import (
 
 from collector.historian.config import HistorianConfig
 from linemon.model import MachineState
+from rules.notify.config import NotificationsConfig
+from rules.notify.config_check import cross_check_notifications
 from rules.rules_config import RulesConfig, cross_check_rules
 
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 NODE_RE = re.compile(r"^(nsu=[^;]+|ns=\d+);[sigb]=.+$")
+SPARKPLUG_DEVICE_RE = re.compile(r"^[^/+#]+(/[^/+#]+)?$")
+TOPIC_PLACEHOLDERS = ("{line}", "{machine}")
+DEPRECATED_OPCUA_POLICIES = ("Basic256", "Basic128Rsa15")
 
 
 class Strict(BaseModel):
@@ -71,9 +77,62 @@ class ShiftConfig(Strict):
     target: int | None = Field(default=None, ge=0, description="good parts planned per shift")
 
 
+class MaintenanceWindowConfig(Strict):
+    """Planned maintenance: planned down time [ISO 22400 PDT] for the lines or machines named.
+
+    With neither `lines` nor `machines` it covers the whole plant. Its time leaves the planned
+    production time of what it covers, and a stop that begins inside it is a planned stop.
+    """
+
+    start: AwareDatetime
+    end: AwareDatetime
+    lines: list[Id] | None = None
+    machines: list[Id] | None = None
+    reason: str = "planned maintenance"
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> MaintenanceWindowConfig:
+        if self.end <= self.start:
+            raise ValueError("a maintenance window must end after it starts")
+        return self
+
+    def covers(self, line: str | None, machine: str | None) -> bool:
+        if self.lines is None and self.machines is None:
+            return True
+        return (line is not None and line in (self.lines or ())) or (
+            machine is not None and machine in (self.machines or ()))
+
+
 class CalendarConfig(Strict):
     shifts: list[ShiftConfig] = Field(min_length=1)
-    holidays: list[str] = Field(default_factory=list, description="ISO dates with no production")
+    holidays: list[str] = Field(
+        default_factory=list,
+        description="no-production days: ISO dates, or inclusive ranges "
+        "'2026-12-24..2027-01-01'; a shift is off when the day it starts on is one",
+    )
+    maintenance: list[MaintenanceWindowConfig] = Field(default_factory=list)
+
+    @field_validator("holidays")
+    @classmethod
+    def _dates(cls, value: list[str]) -> list[str]:
+        for item in value:
+            holiday_dates(item)
+        return value
+
+
+def holiday_dates(item: str) -> list[date]:
+    """'2026-12-25' or '2026-12-24..2027-01-01' (inclusive) as the dates it names."""
+    first, _, last = item.partition("..")
+    try:
+        a = date.fromisoformat(first.strip())
+        b = date.fromisoformat(last.strip()) if last else a
+    except ValueError:
+        raise ValueError(f"{item!r}: expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+    if b < a:
+        raise ValueError(f"{item!r}: the range ends before it starts")
+    if (b - a).days > 366:
+        raise ValueError(f"{item!r}: a range of more than a year is not a holiday")
+    return [a + timedelta(days=i) for i in range((b - a).days + 1)]
 
 
 # --- sources -------------------------------------------------------------------------
@@ -81,7 +140,8 @@ class CalendarConfig(Strict):
 
 class OpcUaSecurity(Strict):
     policy: Literal[
-        "None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss", "Basic256"
+        "None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss",
+        "Basic256", "Basic128Rsa15",  # deprecated: refused unless allow_deprecated
     ] = "None"
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: Path | None = None
@@ -99,6 +159,9 @@ class OpcUaSourceConfig(Strict):
     poll_interval_ms: int = Field(default=1000, ge=50)
     watchdog_interval_s: float = Field(default=3.0, gt=0)
     timeout_s: float = Field(default=4.0, gt=0)
+    max_nodes_per_read: int = Field(
+        default=500, ge=1, description="polling: nodes per Read request (servers cap it)"
+    )
     security: OpcUaSecurity = OpcUaSecurity()
     username_env: str | None = None
     password_env: str | None = None
@@ -113,7 +176,10 @@ class MqttSourceConfig(Strict):
     protocol: Literal["5", "3.1.1"] = Field(
         default="5", description="3.1.1 only for brokers without v5, e.g. the demo's embedded one"
     )
-    format: Literal["json"] = "json"
+    format: Literal["json", "sparkplug"] = "json"
+    group_id: str | None = Field(
+        default=None, pattern=r"^[^/+#]+$", description="Sparkplug B group id (format: sparkplug)"
+    )
     qos: Literal[0, 1, 2] = 1
     session_expiry_s: int = Field(default=3600, ge=0)
     shared_group: str | None = None
@@ -131,14 +197,23 @@ SourceConfig = Annotated[OpcUaSourceConfig | MqttSourceConfig, Field(discriminat
 
 
 class TagRef(Strict):
-    """Where one signal comes from: an OPC-UA node, or an MQTT topic and JSON field."""
+    """Where one signal comes from: an OPC-UA node, an MQTT topic and JSON field, or a
+    Sparkplug B device and metric."""
 
     node: str | None = None
-    topic: str | None = None
+    topic: str | None = Field(
+        default=None, description="one topic; {line} and {machine} stand for the machine's ids"
+    )
     field: str = "value"
     ts_field: str | None = "ts"
+    device: str | None = Field(
+        default=None, description="Sparkplug B: '<edge node id>/<device id>', or '<edge node id>' "
+        "for a node metric",
+    )
+    metric: str | None = Field(default=None, description="Sparkplug B metric name, as born")
     type: Literal["auto", "int", "float", "bool", "str"] = "auto"
     sampling_interval_ms: int | None = Field(default=None, ge=0)
+    queue_size: int | None = Field(default=None, ge=1)
     deadband: float | None = Field(default=None, ge=0)
 
     @field_validator("node")
@@ -148,10 +223,40 @@ class TagRef(Strict):
             raise ValueError("expected 'nsu=<namespace uri>;s=<id>' or 'ns=<index>;s=<id>'")
         return value
 
+    @field_validator("topic")
+    @classmethod
+    def _one_topic(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if "+" in value or "#" in value:
+            raise ValueError("names one topic: no '+' or '#' (use {line} and {machine})")
+        rest = value
+        for placeholder in TOPIC_PLACEHOLDERS:
+            rest = rest.replace(placeholder, "")
+        if "{" in rest or "}" in rest:
+            raise ValueError("the only placeholders are {line} and {machine}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_format(cls, value: str | None) -> str | None:
+        if value is not None and not SPARKPLUG_DEVICE_RE.match(value):
+            raise ValueError("expected '<edge node id>/<device id>' or '<edge node id>'")
+        return value
+
 
 class StateMapEntry(Strict):
     state: MachineState
     reason: str | None = None
+    breakdown: bool = Field(
+        default=False,
+        description="a stop in this state is a breakdown however short (never a micro-stop), "
+        "e.g. a PLC restart",
+    )
+
+
+class ProductConfig(Strict):
+    ideal_cycle_time_s: float = Field(gt=0)
 
 
 class MachineConfig(Strict):
@@ -174,6 +279,14 @@ class MachineConfig(Strict):
     no_count_stop_factor: float = Field(
         default=5.0, gt=1, description="no part within k x ideal cycle time means stopped"
     )
+    products: dict[str, ProductConfig] = Field(
+        default_factory=dict,
+        description="ideal cycle time per product, chosen by the machine's `product` tag; "
+        "an unknown or missing product uses the machine's ideal_cycle_time_s",
+    )
+    startup_window_s: float | None = Field(
+        default=None, ge=0, description="overrides oee.startup_window_s for this machine"
+    )
 
 
 class LineConfig(Strict):
@@ -182,6 +295,11 @@ class LineConfig(Strict):
     machines: list[MachineConfig] = Field(min_length=1)
     end_machine: Id | None = Field(
         default=None, description="the machine whose output is the line's (default: the last)"
+    )
+    ideal_cycle_time_s: float | None = Field(
+        default=None, gt=0,
+        description="the line's ideal cycle time for its output-based OEE (default: the "
+        "slowest machine's)",
     )
 
 
@@ -226,8 +344,29 @@ class ApiConfig(Strict):
     )
 
 
+class OeeConfig(Strict):
+    """How OEE is counted; the defaults follow ISO 22400-2."""
+
+    planned_stops_count_against_availability: bool = Field(
+        default=False,
+        description="false (ISO): breaks, maintenance windows and planned stops leave the "
+        "planned production time; true: they count as availability losses",
+    )
+    startup_window_s: float = Field(
+        default=0.0, ge=0,
+        description="rejects this soon after a stop, changeover or planned stop ends are "
+        "startup rejects (a loss of its own); 0: all rejects are production rejects",
+    )
+    snapshot_every_s: float = Field(
+        default=60.0, ge=0,
+        description="how often live OEE snapshots go to the historian (0: only at shift end)",
+    )
+
+
+# A PLC that reports 0 is there and says it is off: the machine's own unplanned stop (a PLC
+# restart costs the part in process and resets the counters), not "no data".
 DEFAULT_STATE_MAP: dict[str, StateMapEntry] = {
-    "0": StateMapEntry(state=MachineState.OFFLINE, reason="PLC off"),
+    "0": StateMapEntry(state=MachineState.DOWN, reason="PLC off", breakdown=True),
     "1": StateMapEntry(state=MachineState.RUNNING),
     "2": StateMapEntry(state=MachineState.IDLE, reason="starved"),
     "3": StateMapEntry(state=MachineState.IDLE, reason="blocked"),
@@ -247,6 +386,8 @@ class PlantConfig(Strict):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     historian: HistorianConfig = Field(default_factory=HistorianConfig)
     api: ApiConfig = ApiConfig()
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    oee: OeeConfig = OeeConfig()
 
     def state_map(self, name: str) -> dict[str, StateMapEntry]:
         if name == "default" and name not in self.state_maps:
@@ -319,6 +460,8 @@ def cross_check(config: PlantConfig) -> list[tuple[str, str]]:
     sources = {s.name: s for s in config.sources}
     if len(sources) != len(config.sources):
         problems.append(("sources", "source names must be unique"))
+    for si, source_config in enumerate(config.sources):
+        problems.extend(_check_source(f"sources[{si}]", source_config))
     seen_machines: set[str] = set()
     line_ids = [line.id for line in config.lines]
     for i, line_id in enumerate(line_ids):
@@ -346,23 +489,86 @@ def cross_check(config: PlantConfig) -> list[tuple[str, str]]:
             if source is None:
                 continue
             for name, tag in machine.tags.items():
-                problems.extend(_check_tag(f"{at}.tags.{name}", source.kind, tag))
+                problems.extend(_check_tag(f"{at}.tags.{name}", source, tag))
     machine_lines = {m.id: line.id for line, m in config.machines()}
+    for i, window in enumerate(config.calendar.maintenance):
+        for j, lid in enumerate(window.lines or []):
+            if lid not in line_ids:
+                problems.append((f"calendar.maintenance[{i}].lines[{j}]", f"unknown line {lid!r}"))
+        for j, mid in enumerate(window.machines or []):
+            if mid not in machine_lines:
+                problems.append(
+                    (f"calendar.maintenance[{i}].machines[{j}]", f"unknown machine {mid!r}"))
     problems += cross_check_rules(config.rules, machine_lines, set(sources))
+    problems += cross_check_notifications(config.notifications, machine_lines,
+                                          {shift.name for shift in config.calendar.shifts})
     return problems
 
 
-def _check_tag(at: str, kind: str, tag: TagRef) -> list[tuple[str, str]]:
-    if kind == "opcua":
+def _check_source(at: str, source: SourceConfig) -> list[tuple[str, str]]:
+    if isinstance(source, OpcUaSourceConfig):
+        sec = source.security
+        if sec.policy in DEPRECATED_OPCUA_POLICIES and not sec.allow_deprecated:
+            return [(f"{at}.security.policy", f"{sec.policy} is deprecated (broken crypto); set "
+                     "security.allow_deprecated: true to use it anyway")]
+        if (sec.policy == "None") != (sec.mode == "None"):
+            return [(f"{at}.security.mode", "policy None goes with mode None; a security policy "
+                     "needs mode Sign or SignAndEncrypt")]
+        missing = [key for key in ("certificate", "private_key", "trusted_server_certificates")
+                   if sec.policy != "None" and not getattr(sec, key)]
+        return [(f"{at}.security.{key}", f"policy {sec.policy} needs it (linemon does not trust "
+                 "a server on first use)" if key.startswith("trusted") else
+                 f"policy {sec.policy} needs the client's {key.replace('_', ' ')}")
+                for key in missing]
+    if source.format == "sparkplug":
+        if source.group_id is None:
+            return [(f"{at}.group_id", "format sparkplug needs the Sparkplug B group id")]
+        if source.shared_group is not None:
+            return [(f"{at}.shared_group", "a Sparkplug B host must see every message of an edge "
+                     "node (seq numbers); shared subscriptions would split them")]
+    elif source.group_id is not None:
+        return [(f"{at}.group_id", "group_id is for format: sparkplug")]
+    if source.ca_file is not None and not source.tls:
+        return [(f"{at}.ca_file", "ca_file needs tls: true")]
+    return []
+
+
+_OPCUA_ONLY = ("sampling_interval_ms", "queue_size", "deadband")
+
+
+def _check_tag(at: str, source: SourceConfig, tag: TagRef) -> list[tuple[str, str]]:
+    given = tag.model_fields_set
+    if source.kind == "opcua":
         if tag.topic is not None:
             return [(f"{at}.topic", "'topic' is for MQTT sources; this machine reads OPC-UA")]
+        for key in ("device", "metric"):
+            if getattr(tag, key) is not None:
+                return [(f"{at}.{key}", f"'{key}' is for Sparkplug B sources; this machine reads "
+                         "OPC-UA")]
         if tag.node is None:
             return [(f"{at}.node", "an OPC-UA machine's tag needs a 'node'")]
-    elif kind == "mqtt":
-        if tag.node is not None:
-            return [(f"{at}.node", "'node' is for OPC-UA sources; this machine reads MQTT")]
-        if tag.topic is None:
-            return [(f"{at}.topic", "an MQTT machine's tag needs a 'topic'")]
+        return []
+    if tag.node is not None:
+        return [(f"{at}.node", "'node' is for OPC-UA sources; this machine reads MQTT")]
+    for key in _OPCUA_ONLY:
+        if key in given:
+            return [(f"{at}.{key}", f"'{key}' is for OPC-UA tags; this machine reads MQTT")]
+    if source.kind == "mqtt" and source.format == "sparkplug":
+        for key in ("topic", "field", "ts_field"):
+            if key in given:
+                return [(f"{at}.{key}", f"'{key}' is for JSON payloads; a Sparkplug B tag names "
+                         "its 'device' and 'metric'")]
+        if tag.device is None:
+            return [(f"{at}.device", "a Sparkplug B tag needs a 'device': '<edge node id>/"
+                     "<device id>', or '<edge node id>' for a node metric")]
+        if tag.metric is None:
+            return [(f"{at}.metric", "a Sparkplug B tag needs a 'metric' (its name in the birth)")]
+        return []
+    for key in ("device", "metric"):
+        if getattr(tag, key) is not None:
+            return [(f"{at}.{key}", f"'{key}' is for Sparkplug B sources (format: sparkplug)")]
+    if tag.topic is None:
+        return [(f"{at}.topic", "an MQTT machine's tag needs a 'topic'")]
     return []
 
 
@@ -410,7 +616,7 @@ def _real_keys(loc: tuple[Any, ...], data: Any) -> list[str | int]:
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(
             ("function-", "tagged-union")
-        ) and part not in ("opcua", "mqtt", "sqlite", "influxdb"):
+        ) and part not in ("opcua", "mqtt", "sqlite", "influxdb", "ntfy", "webhook", "email"):
             keys.append(part)  # a missing key: name it, then stop descending
             node = None
     return keys

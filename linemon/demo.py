@@ -42,6 +42,9 @@ def _announce(line: str):
     def announce(url: str) -> None:
         print(
             "\nlinemon demo is running (Ctrl-C to stop)\n"
+            f"  line board: {url}/board/{line}\n"
+            f"  explorer:   {url}/explorer\n"
+            f"  phone view: {url}/phone\n"
             f"  lines:      {url}/api/v1/lines\n"
             f"  line view:  {url}/api/v1/lines/{line}\n"
             f"  API docs:   {url}/docs\n",

@@ -83,9 +83,12 @@ async def oee_history(
     by: Literal["shift", "day"] = "shift",
     who: Principal = Viewer,
 ) -> list[OeePeriod]:
-    """Recomputed from the state timeline, the stops and the part counts with the same
-    accounting as the live OEE. The line's figure (`machine: null`) is output-based: good
-    parts at the line's end machine times the line's slowest ideal cycle time. Windows cut
+    """A closed shift inside the window: the final figures the engine recorded when it
+    closed (`source: final`, at the ideal cycle times then in force). Otherwise (days, cut
+    shifts, older history) recomputed from the state timeline, the stops and the part
+    counts with the same accounting and OEE policy as the live OEE (`source: replay`). The
+    line's figure (`machine: null`) is output-based: good parts at the line's end machine
+    times the line's ideal cycle time (configured, else its slowest machine's). Windows cut
     shifts: each period covers only its part inside [start, min(end, now))."""
     lm = linemon_of(request)
     line_cfg = line_config(lm, line, in_query=True)

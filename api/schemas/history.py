@@ -171,6 +171,10 @@ class OeePeriod(BaseModel):
     start: datetime
     end: datetime
     oee: Oee
+    source: Literal["final", "replay"] = Field(
+        "replay", description="final: the figure the engine recorded when the shift closed, "
+        "at the ideal cycle times then in force; replay: recomputed from the state timeline, "
+        "the stops and the counts at today's configuration (days, cut shifts, older history)")
 
 
 class StateIntervalOut(BaseModel):

@@ -21,12 +21,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, Protocol, TypeVar
 
-from linemon.model import DowntimeCategory, DowntimeEvent, MachineState
+from linemon.model import DowntimeCategory, DowntimeEvent, MachineState, PartsProduced
 
 from .schema import OeeSnapshot, encode_audit, encode_coding, from_ns, to_ns
 from .spool import Record
@@ -123,6 +124,12 @@ class HistoryQuery(Protocol):
         line: str | None = None,
     ) -> list[OeeSnapshot]: ...
 
+    async def parts_produced(
+        self, machine: str, start: datetime, end: datetime) -> list[PartsProduced]:
+        """The parts points in [start, end), oldest first, with the ideal cycle time in force
+        for them when the engine recorded one (None otherwise)."""
+        ...
+
 
 class DowntimeNotFound(LookupError):
     """No downtime event with that id (the API answers 404)."""
@@ -187,6 +194,7 @@ def _key_fits(key: object, order: str) -> bool:
         ((int, float), (int,), (str,)) if order == "duration_desc" else ((int,), (str,)))
     return (isinstance(key, list) and len(key) == len(kinds)
             and all(isinstance(v, k) and not isinstance(v, bool)
+                    and (not isinstance(v, float) or math.isfinite(v))
                     for v, k in zip(key, kinds, strict=True)))
 
 
@@ -194,9 +202,9 @@ def decode_cursor(cursor: str, order: str) -> list[float | int | str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
-        key = data["k"]
-        ok = data["o"] == order and _key_fits(key, order)
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        key = data["k"] if isinstance(data, dict) else None
+        ok = isinstance(data, dict) and data.get("o") == order and _key_fits(key, order)
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
         ok = False
     if not ok:
         raise ValueError("invalid cursor (it belongs to another query or was altered)")

@@ -9,10 +9,11 @@ Measurements (tags | fields | timestamp); `?` marks what may be absent:
 - `downtime`: line, machine | id, category, micro_stop, end_ns?, duration_s?, reason_code?,
   reason_text?, manual_reason_code?, manual_reason_text?, note?, coded_by? | start
 - `downtime_audit`: line, machine, downtime_id | by, before (JSON), after (JSON) | at
-- `parts`: line, machine | good (int), reject (int) | at
+- `parts`: line, machine | good (int), reject (int), ideal_cycle_time_s? (float) | at
 - `oee`: line, machine? (absent: the line's figure) | planned_time_s, run_time_s,
   ideal_cycle_time_s, total_count, good_count, availability?, performance?, quality?,
-  oee?, losses (JSON) | at
+  oee?, losses (JSON), calendar_time_s?, teep?, technical_efficiency?, scrap_ratio?,
+  failures (int), micro_stops (int), mtbf_s?, mttr_s?, shift?, final (bool) | at
 - `alert`: line?, machine?, rule_id, fingerprint | severity, state, message, labels (JSON),
   last_seen_ns, value?, acknowledged_by?, acknowledged_at_ns?, resolved_at_ns? | first_seen
 - `sample_1m` (InfluxDB only): line?, machine, signal | count, sum, min, max, last | minute
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +50,7 @@ from linemon.model import (
     DowntimeEvent,
     DowntimeStarted,
     OeeFigures,
+    OeeSnapshot,
     PartsProduced,
     Sample,
     StateChanged,
@@ -83,11 +85,13 @@ FIELDS: dict[str, dict[str, type]] = {
         "manual_reason_text": str, "note": str, "coded_by": str,
     },
     AUDIT: {"by": str, "before": str, "after": str},
-    PARTS: {"good": int, "reject": int},
+    PARTS: {"good": int, "reject": int, "ideal_cycle_time_s": float},
     OEE: {
         "planned_time_s": float, "run_time_s": float, "ideal_cycle_time_s": float,
         "total_count": int, "good_count": int, "availability": float, "performance": float,
-        "quality": float, "oee": float, "losses": str,
+        "quality": float, "oee": float, "losses": str, "calendar_time_s": float,
+        "teep": float, "technical_efficiency": float, "scrap_ratio": float, "failures": int,
+        "micro_stops": int, "mtbf_s": float, "mttr_s": float, "shift": str, "final": bool,
     },
     ALERT: {
         "severity": str, "state": str, "message": str, "labels": str, "last_seen_ns": int,
@@ -96,16 +100,6 @@ FIELDS: dict[str, dict[str, type]] = {
     },
     SAMPLE_1M: {"count": int, "sum": float, "min": float, "max": float, "last": float},
 }
-
-
-@dataclass(frozen=True, slots=True)
-class OeeSnapshot:
-    """An OEE figure for one machine (or a whole line when machine is None) at a time."""
-
-    at: datetime
-    line: str
-    machine: str | None
-    figures: OeeFigures
 
 
 def to_ns(ts: datetime) -> int:
@@ -179,7 +173,9 @@ def encode_event(ev: object) -> Record:
         tags = {"line": ev.line, "machine": ev.machine}
         # Only the non-zero counts: a good and a reject count at the same instant arrive as two
         # events and must merge into one point (field union), not replace each other.
-        fields = {k: v for k, v in (("good", ev.good), ("reject", ev.reject)) if v}
+        fields: dict[str, Any] = {
+            k: v for k, v in (("good", ev.good), ("reject", ev.reject)) if v}
+        fields["ideal_cycle_time_s"] = _opt_float(ev.ideal_cycle_time_s)
         return _event(PARTS, tags, fields, ev.at)
     if isinstance(ev, OeeSnapshot):
         f = ev.figures
@@ -188,7 +184,12 @@ def encode_event(ev: object) -> Record:
                   "total_count": f.total_count, "good_count": f.good_count,
                   "availability": _opt_float(f.availability),
                   "performance": _opt_float(f.performance), "quality": _opt_float(f.quality),
-                  "oee": _opt_float(f.oee), "losses": json.dumps(f.losses_s, sort_keys=True)}
+                  "oee": _opt_float(f.oee), "losses": json.dumps(f.losses_s, sort_keys=True),
+                  "calendar_time_s": _opt_float(f.calendar_time_s), "teep": _opt_float(f.teep),
+                  "technical_efficiency": _opt_float(f.technical_efficiency),
+                  "scrap_ratio": _opt_float(f.scrap_ratio), "failures": int(f.failures),
+                  "micro_stops": int(f.micro_stops), "mtbf_s": _opt_float(f.mtbf_s),
+                  "mttr_s": _opt_float(f.mttr_s), "shift": ev.shift, "final": ev.final}
         return _event(OEE, {"line": ev.line, "machine": ev.machine}, fields, ev.at)
     if isinstance(ev, AlertChanged):
         ev = ev.alert
@@ -274,5 +275,17 @@ def oee_from_row(row: Mapping[str, Any], ts_ns: int) -> OeeSnapshot:
         ideal_cycle_time_s=float(row["ideal_cycle_time_s"]),
         total_count=int(row["total_count"]), good_count=int(row["good_count"]),
         availability=opt("availability"), performance=opt("performance"),
-        quality=opt("quality"), oee=opt("oee"), losses_s=json.loads(row.get("losses") or "{}"))
-    return OeeSnapshot(from_ns(ts_ns), row.get("line") or "", row.get("machine") or None, figures)
+        quality=opt("quality"), oee=opt("oee"), losses_s=json.loads(row.get("losses") or "{}"),
+        calendar_time_s=opt("calendar_time_s"), teep=opt("teep"),
+        technical_efficiency=opt("technical_efficiency"), scrap_ratio=opt("scrap_ratio"),
+        failures=int(row.get("failures") or 0), micro_stops=int(row.get("micro_stops") or 0),
+        mtbf_s=opt("mtbf_s"), mttr_s=opt("mttr_s"))
+    return OeeSnapshot(from_ns(ts_ns), row.get("line") or "", row.get("machine") or None,
+                       figures, row.get("shift") or None, bool(row.get("final") or False))
+
+
+def parts_from_row(row: Mapping[str, Any], ts_ns: int) -> PartsProduced:
+    ict = row.get("ideal_cycle_time_s")
+    return PartsProduced(row.get("line") or "", row["machine"], from_ns(ts_ns),
+                         int(row.get("good") or 0), int(row.get("reject") or 0),
+                         None if ict is None else float(ict))

@@ -7,7 +7,6 @@ built but never started (no broker is needed); readiness tests flip their flag.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -24,8 +23,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from linemon.app import Linemon
 from tests.api.plant import BASE, PlantClock, bearer, plant_config, play_history
-from tests.support.plants import eventually
-from tests.support.services import free_port
+from tests.support.web import serving
 
 BACKENDS = ["sqlite", pytest.param("influxdb", marks=pytest.mark.influx)]
 
@@ -131,17 +129,9 @@ class Served:
 @contextlib.asynccontextmanager
 async def uvicorn_serving(app: FastAPI) -> AsyncIterator[tuple[str, uvicorn.Server]]:
     """A real uvicorn on a free port, in this test's event loop."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
-                                           log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started or task.done(), 10, "uvicorn to start")
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"127.0.0.1:{port}", server
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serving(app) as web:
+        assert web.server is not None
+        yield web.host, web.server
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def _machine(mid: str, ict: float) -> dict[str, Any]:
 
 
 def plant_config(data_dir: Path, *, historian: Any = None, rules: dict[str, Any] | None = None,
-                 **api: Any) -> PlantConfig:
+                 notifications: dict[str, Any] | None = None, **api: Any) -> PlantConfig:
     set_key_env()
     keys = [{"name": k.name, "role": k.role, "key_env": k.env, "kiosk": k.kiosk,
              **({"lines": list(k.lines)} if k.lines else {})} for k in KEYS]
@@ -111,6 +111,8 @@ def plant_config(data_dir: Path, *, historian: Any = None, rules: dict[str, Any]
         "rules": rules or {},
         "api": {"keys": keys, **api},
     }
+    if notifications is not None:
+        data["notifications"] = notifications
     return PlantConfig.model_validate(data)
 
 

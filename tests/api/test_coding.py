@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
-from linemon.model import Quality, Sample
+from linemon.model import OeeSnapshot, Quality, Sample
 from tests.api.conftest import Api
 from tests.api.plant import BASE, NOW, stop_id
 
@@ -113,3 +114,35 @@ async def test_parts_at_one_instant_all_reach_history(api: Api) -> None:
         "every_s": 86_400})
     assert sum(b["good"] for b in counts["buckets"]) == live["good"]
     assert sum(b["reject"] for b in counts["buckets"]) == live["reject"] == 99
+
+
+async def test_a_closed_shift_shows_its_final_oee_not_a_replay(fresh_history_api: Api) -> None:
+    """The final snapshot keeps the ideal cycle time in force when the shift closed (here
+    1.5 s, a product since retired); a replay could only use today's configuration."""
+    api = fresh_history_api
+    lm = api.lm
+    earlier = lm.engine.calendar.shift_at(BASE - timedelta(seconds=1))
+    assert earlier is not None and earlier.end == BASE
+    live = lm.engine.machine_view("press-a1", NOW).oee
+    assert live is not None
+    figures = replace(live, ideal_cycle_time_s=1.5, failures=7, mtbf_s=99.0)
+    line = replace(figures, good_count=1)
+    await lm.historian.write_events([
+        OeeSnapshot(earlier.end, "line-a", "press-a1", figures, earlier.key, final=True),
+        OeeSnapshot(earlier.end, "line-a", None, line, earlier.key, final=True),
+        OeeSnapshot(earlier.end - timedelta(minutes=5), "line-a", "weld-a2", figures,
+                    earlier.key)])  # a live figure, not the final one: never shown
+    assert await lm.historian.flush(30)
+    params = {"start": earlier.start.isoformat(), "end": NOW.isoformat(), "line": "line-a"}
+    periods = await api.json("/api/v1/oee", params=params)
+    before = {p["machine"]: p for p in periods if p["shift"] == earlier.name}
+    assert before["press-a1"]["source"] == "final"
+    assert before["press-a1"]["oee"]["ideal_cycle_time_s"] == 1.5
+    assert (before["press-a1"]["oee"]["failures"], before["press-a1"]["oee"]["mtbf_s"]) == (
+        7, 99.0)
+    assert before[None]["source"] == "final" and before[None]["oee"]["good_count"] == 1
+    assert before["weld-a2"]["source"] == "replay"
+    now = [p for p in periods if p["shift"] != earlier.name]
+    assert now and all(p["source"] == "replay" for p in now)  # the shift still running
+    days = await api.json("/api/v1/oee", params={**params, "by": "day"})
+    assert all(p["source"] == "replay" for p in days)

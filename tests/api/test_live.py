@@ -41,6 +41,26 @@ async def test_line_snapshot_from_the_engine(shared_api: Api) -> None:
     assert detail == machines(line)["press-a1"]
 
 
+async def test_line_snapshot_has_progress_losses_and_bottleneck(shared_api: Api) -> None:
+    line = await shared_api.json("/api/v1/lines/line-a", "viewer")
+    view = shared_api.lm.engine.line_view("line-a", NOW)
+    progress = line["progress"]
+    assert (progress["target"], progress["actual"]) == (9000, line["actual"])
+    assert progress["elapsed_planned_s"] == 4200.0
+    assert progress["moving_target"] == pytest.approx(line["moving_target"])
+    losses = line["losses"]
+    assert [s["machine"] for s in losses] == [s.machine for s in view.losses]
+    assert sum(s["share"] for s in losses) == pytest.approx(1.0)
+    assert all(s["total_s"] == pytest.approx(sum(s["losses_s"].values())) for s in losses)
+    bottleneck = line["bottleneck"]
+    assert view.bottleneck is not None and bottleneck["machine"] == view.bottleneck.machine
+    assert bottleneck["shift"]["main"] == (view.bottleneck.shift.main
+                                           if view.bottleneck.shift else None)
+    weld = machines(line)["weld-a2"]["oee"]
+    assert weld["failures"] == 2 and weld["mttr_s"] == pytest.approx(
+        weld["losses_s"]["breakdowns"] / 2)
+
+
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("path", "status"), [
     ("/api/v1/lines/line-z", 404),

@@ -159,3 +159,20 @@ def test_schema_examples_are_valid(model: type[BaseModel]) -> None:
     assert examples, f"{model.__name__} has no example for the OpenAPI document"
     for example in examples:
         model.model_validate(example)
+
+
+async def test_health_reports_the_notifications_when_they_are_configured(
+        tmp_path: Path) -> None:
+    from linemon.app import Linemon
+    from tests.api.plant import BASE, PlantClock, plant_config
+
+    quiet = Linemon(plant_config(tmp_path / "a"), PlantClock(BASE))
+    assert quiet.notifier is None and "notifications" not in quiet.health()
+    notifying = plant_config(tmp_path / "b", notifications={
+        "outbox": {"path": str(tmp_path / "b" / "outbox.sqlite")},
+        "channels": [{"kind": "webhook", "name": "hook", "url": "http://127.0.0.1:9/hook"}],
+        "routes": [{"notify": [{"channel": "hook"}]}]})
+    lm = Linemon(notifying, PlantClock(BASE))
+    assert lm.notifier is not None
+    assert lm.health()["notifications"] == {
+        "delivered": 0, "retried": 0, "failed": 0, "in_flight": 0, "incidents": 0}

@@ -5,12 +5,16 @@ Every test runs twice, `[sqlite]` and `[influxdb]`, against the same expected va
 
 from __future__ import annotations
 
+import base64
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
-from historian_helpers import BASE, NOW
+from historian_helpers import BASE, MACHINE_LINES, NOW, sqlite_config
 
 from collector.historian import DowntimeNotFound, Historian, OeeSnapshot, Page
+from collector.historian.schema import to_ns
 from linemon.model import (
     DowntimeCategory,
     DowntimeEnded,
@@ -46,7 +50,10 @@ def downtimes() -> list[DowntimeEvent]:
 
 FIGURES = OeeFigures(planned_time_s=3600.0, run_time_s=3000.0, ideal_cycle_time_s=2.5,
                      total_count=1100, good_count=1080, availability=3000 / 3600,
-                     performance=0.9166, quality=1080 / 1100, oee=0.7, losses_s={"jam": 600.0})
+                     performance=0.9166, quality=1080 / 1100, oee=0.7, losses_s={"jam": 600.0},
+                     calendar_time_s=4000.0, teep=0.675, technical_efficiency=0.8333,
+                     scrap_ratio=20 / 1100, failures=2, micro_stops=3, mtbf_s=1500.0,
+                     mttr_s=300.0)
 EMPTY = OeeFigures(0.0, 0.0, 2.5, 0, 0, None, None, None, None)
 
 
@@ -79,9 +86,12 @@ def events() -> list[object]:
             out.append(DowntimeEnded(d))
     out += [PartsProduced("line-a", "press-1", BASE + m(k), 10, 1 if k % 10 == 0 else 0)
             for k in range(30)]
+    out += [PartsProduced("line-a", "press-2", BASE + m(1), 4, 0, 2.0),  # a whole number
+            PartsProduced("line-a", "press-2", BASE + m(1), 0, 1, 2.0),  # merges with it
+            PartsProduced("line-a", "press-2", BASE + m(2), 3, 0, 2.75)]
     out += [OeeSnapshot(BASE + m(30), "line-a", "press-1", FIGURES),
-            OeeSnapshot(BASE + m(60), "line-a", "press-1", EMPTY),
-            OeeSnapshot(BASE + m(60), "line-a", None, FIGURES)]
+            OeeSnapshot(BASE + m(60), "line-a", "press-1", EMPTY, "2026-03-02/early"),
+            OeeSnapshot(BASE + m(60), "line-a", None, FIGURES, "2026-03-02/early", final=True)]
     return out
 
 
@@ -242,9 +252,25 @@ async def test_oee_snapshots(historian: Historian) -> None:
     q = historian.query
     machine = await q.oee_snapshots(machine="press-1", start=BASE, end=BASE + m(120))
     assert machine == [OeeSnapshot(BASE + m(30), "line-a", "press-1", FIGURES),
-                       OeeSnapshot(BASE + m(60), "line-a", "press-1", EMPTY)]
+                       OeeSnapshot(BASE + m(60), "line-a", "press-1", EMPTY, "2026-03-02/early")]
     line = await q.oee_snapshots(line="line-a", start=BASE, end=BASE + m(120))
-    assert line == [OeeSnapshot(BASE + m(60), "line-a", None, FIGURES)]
+    assert line == [OeeSnapshot(BASE + m(60), "line-a", None, FIGURES, "2026-03-02/early",
+                                final=True)]
+    assert line[0].figures.failures == 2 and line[0].figures.mtbf_s == 1500.0
+
+
+async def test_parts_keep_the_ideal_cycle_time_in_force(historian: Historian) -> None:
+    await seed(historian)
+    q = historian.query
+    parts = await q.parts_produced("press-2", BASE, BASE + m(120))
+    assert parts == [PartsProduced("line-a", "press-2", BASE + m(1), 4, 1, 2.0),
+                     PartsProduced("line-a", "press-2", BASE + m(2), 3, 0, 2.75)]
+    assert isinstance(parts[0].ideal_cycle_time_s, float)
+    old = await q.parts_produced("press-1", BASE, BASE + m(2))  # recorded without one
+    assert old == [PartsProduced("line-a", "press-1", BASE, 10, 1),
+                   PartsProduced("line-a", "press-1", BASE + m(1), 10, 0)]
+    buckets = await q.counts("press-2", BASE, BASE + m(3), 60)
+    assert [(b.good, b.reject) for b in buckets] == [(0, 0), (4, 1), (3, 0)]
 
 
 async def test_bad_queries_are_refused(historian: Historian) -> None:
@@ -295,3 +321,46 @@ def test_forged_cursors_are_refused() -> None:
             decode_cursor(encode_cursor(order, key), order)
     with pytest.raises(ValueError, match="cursor"):
         decode_cursor(encode_cursor("start_asc", [5, "d1"]), "start_desc")
+    for raw in (b"[1, 2]", b'"k"', b"7", b"null", b'{"o": "start_desc"}',
+                b'{"o": "start_desc", "k": {"a": 1}}', b'{"o": ["start_desc"], "k": [5, "d"]}',
+                b'{"o": "start_desc", "k": [5, "d", 1]}', b'{"o": "start_desc", "k": [5.5, "d"]}',
+                b'{"o": "start_desc", "k": [5, null]}', b"[" * 100_000, b"\xff\xfe",
+                b'{"o": "duration_desc", "k": [NaN, 5, "d"]}'):
+        forged = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        order = "duration_desc" if b"duration" in raw else "start_desc"
+        with pytest.raises(ValueError, match="cursor"):
+            decode_cursor(forged, order)
+    for text in ("", "!!!", "e30", "a"):
+        with pytest.raises(ValueError, match="cursor"):
+            decode_cursor(text, "start_desc")
+
+
+async def test_a_history_file_from_before_the_new_fields_is_upgraded(tmp_path: Path) -> None:
+    """A SQLite file written before the OEE and parts fields existed gains their columns on
+    start; its old rows read back with the new fields absent, new rows carry them."""
+    config = sqlite_config(tmp_path)
+    with sqlite3.connect(config.backend.path) as conn:
+        conn.execute("CREATE TABLE oee(line TEXT NOT NULL DEFAULT '', machine TEXT NOT NULL "
+                     "DEFAULT '', ts_ns INTEGER NOT NULL, planned_time_s REAL, run_time_s REAL, "
+                     "ideal_cycle_time_s REAL, total_count INTEGER, good_count INTEGER, "
+                     "availability REAL, performance REAL, quality REAL, oee REAL, losses TEXT, "
+                     "PRIMARY KEY(machine, line, ts_ns)) WITHOUT ROWID")
+        conn.execute("CREATE TABLE parts(machine TEXT NOT NULL DEFAULT '', line TEXT NOT NULL "
+                     "DEFAULT '', ts_ns INTEGER NOT NULL, good INTEGER, reject INTEGER, "
+                     "PRIMARY KEY(machine, ts_ns, line)) WITHOUT ROWID")
+        conn.execute("INSERT INTO oee VALUES('line-a', 'press-1', ?, 3600.0, 3000.0, 2.5, 10, 9,"
+                     " 0.8, 0.9, 0.9, 0.648, '{}')", (to_ns(BASE),))
+    h = Historian(config, machine_lines=MACHINE_LINES, clock=lambda: NOW)
+    await h.start()
+    try:
+        await h.write_events([
+            OeeSnapshot(BASE + m(1), "line-a", "press-1", FIGURES, "s1", final=True),
+            PartsProduced("line-a", "press-1", BASE, 5, 0, 3.5)])
+        assert await h.flush(10), h.health()
+        got = await h.query.oee_snapshots(machine="press-1", start=BASE, end=BASE + m(2))
+        assert [(s.figures.failures, s.figures.mtbf_s, s.shift, s.final) for s in got] == [
+            (0, None, None, False), (2, 1500.0, "s1", True)]
+        assert await h.query.parts_produced("press-1", BASE, BASE + m(1)) == [
+            PartsProduced("line-a", "press-1", BASE, 5, 0, 3.5)]
+    finally:
+        await h.close(timeout_s=5)

@@ -36,7 +36,10 @@ def quiet_scenario(*, random: bool = False, **changes: Any) -> Scenario:
 
 
 def demo_config(*, opcua_endpoint: str, mqtt_port: int, data_dir: Path,
-                mqtt_protocol: str = "5", **changes: Any) -> PlantConfig:
+                mqtt_protocol: str = "5", page_after_s: float = 1.0,
+                **changes: Any) -> PlantConfig:
+    """`page_after_s`: a plant waits 30 s before a stop pages anyone (shorter ones are
+    micro-stops); tests script short stops, so they page after `page_after_s`."""
     data = yaml.safe_load(DEMO_CONFIG.read_text())
     for source in data["sources"]:
         if source["kind"] == "opcua":
@@ -53,6 +56,7 @@ def demo_config(*, opcua_endpoint: str, mqtt_port: int, data_dir: Path,
     }
     data["calendar"] = ALL_DAY
     data["site"]["timezone"] = "UTC"
+    data["rules"] = {"machine_stop": {"after_s": page_after_s}}
     data.update(changes)
     config = PlantConfig.model_validate(data)
     assert not cross_check(config)

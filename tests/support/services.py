@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -56,6 +57,8 @@ class Mosquitto:
             "autosave_interval 1",
             "max_queued_messages 1000000",
             "max_inflight_messages 100",
+            # As root, mosquitto would switch to user "mosquitto", which cannot write here.
+            f"user {getpass.getuser()}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

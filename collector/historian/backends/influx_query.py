@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from linemon.model import DowntimeCategory, DowntimeEvent
+from linemon.model import DowntimeCategory, DowntimeEvent, PartsProduced
 
 from ..query import (
     AuditEntry,
@@ -37,6 +37,7 @@ from ..schema import (
     downtime_from_row,
     from_ns,
     oee_from_row,
+    parts_from_row,
     to_ns,
 )
 from .base import StoreError, StoreRejected
@@ -229,3 +230,13 @@ class InfluxQueryMixin:
         rows = await self.flux(q + PIVOT, params)
         rows.sort(key=_ts)
         return [oee_from_row(r, _ts(r)) for r in rows]
+
+    async def parts_produced(
+        self, machine: str, start: datetime, end: datetime) -> list[PartsProduced]:
+        params = self._range(start, end) | {"p_machine": machine}
+        rows = await self.flux(
+            "from(bucket: p_events) |> range(start: p_start, stop: p_stop)\n"
+            '|> filter(fn: (r) => r._measurement == "parts" and r.machine == p_machine)\n'
+            + PIVOT, params)
+        rows.sort(key=_ts)
+        return [parts_from_row(r, _ts(r)) for r in rows]

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from linemon.model import DowntimeCategory, DowntimeEvent
+from linemon.model import DowntimeCategory, DowntimeEvent, PartsProduced
 
 from ..config import SqliteBackendConfig
 from ..lineprotocol import LineProtocolError, parse_line
@@ -44,11 +44,13 @@ from ..schema import (
     AUDIT,
     DOWNTIME,
     OEE,
+    PARTS,
     OeeSnapshot,
     downtime_from_json,
     downtime_from_row,
     from_ns,
     oee_from_row,
+    parts_from_row,
 )
 from . import sqlite_tables as tables
 from .base import StoreRejected, StoreUnavailable
@@ -122,6 +124,10 @@ class SqliteStore:
                 conn = self._connect()
                 for stmt in tables.ddl():
                     conn.execute(stmt)
+                for m in tables.PK:
+                    have = {r[1] for r in conn.execute(f"PRAGMA table_info({m})")}
+                    for stmt in tables.added_columns(m, have):
+                        conn.execute(stmt)
             except OSError as err:
                 raise sqlite3.OperationalError(str(err)) from err
             self._wconn = conn
@@ -266,3 +272,11 @@ class SqliteStore:
             sql, params = sql + " AND line = ?", [*params, line]
         rows = await self._rows(OEE, sql + " ORDER BY ts_ns", params)
         return [oee_from_row(r, r["ts_ns"]) for r in rows]
+
+    async def parts_produced(
+        self, machine: str, start: datetime, end: datetime) -> list[PartsProduced]:
+        s, e = check_range(start, end)
+        rows = await self._rows(
+            PARTS, "SELECT * FROM parts WHERE machine = ? AND ts_ns >= ? AND ts_ns < ? "
+            "ORDER BY ts_ns", [machine, s, e])
+        return [parts_from_row(r, r["ts_ns"]) for r in rows]

@@ -57,6 +57,13 @@ def ddl() -> list[str]:
     return out + list(EXTRA_INDEXES)
 
 
+def added_columns(m: str, existing: set[str]) -> list[str]:
+    """ALTER statements for the fields a file written by an older linemon lacks (nullable,
+    so old rows read back as "absent", as on InfluxDB)."""
+    return [f"ALTER TABLE {m} ADD COLUMN {f} {_SQL_TYPES[typ]}"
+            for f, typ in FIELDS[m].items() if f not in existing]
+
+
 def upsert_sql(m: str) -> str:
     tags, fields = TAGS[m], list(FIELDS[m])
     cols = [*tags, "ts_ns", *fields]
