@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from tests.support.influx import (  # noqa: F401 - re-exported for the historian
     find_influxd,
     wait_until,
 )
+from tests.support.plants import eventually
 from tests.support.services import free_port  # noqa: F401
 
 
@@ -51,12 +50,4 @@ MACHINE_LINES = {"press-1": "line-a", "press-2": "line-a", "weld 1,=\\x": "line 
 
 async def wait_for(cond: Callable[[], Any], within_s: float, what: str) -> None:
     """Poll an (async or sync) condition until it is true; no fixed sleeps."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        result = cond()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"timed out after {within_s}s waiting for {what}")
+    await eventually(cond, within_s, what)

@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.plants import eventually
 
 
-async def wait_for(predicate: Callable[[], Any], within: float = 10.0, what: str = "") -> Any:
+def wait_for(predicate: Callable[[], Any], within: float = 10.0, what: str = "") -> Any:
     """Poll `predicate` until it returns something truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
+    return eventually(predicate, within, what or str(predicate))
 
 
-@dataclass(frozen=True)
-class Broker:
+class Broker(Protocol):
+    """What the recorder needs of a broker (the shared Mosquitto fixture has it)."""
+
     host: str
     port: int
 

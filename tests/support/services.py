@@ -82,5 +82,9 @@ class Mosquitto:
         self.process = None
 
     @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
