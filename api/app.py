@@ -33,6 +33,9 @@ from api.routes import (
     pages,
 )
 from linemon.app import Linemon
+from linemon.bus import Bus
+from linemon.engine_role import EnginePublisher
+from linemon.roles import Runtime
 
 log = logging.getLogger("linemon.api")
 
@@ -62,9 +65,10 @@ TAGS = [
 ]
 
 
-def create_app(linemon: Linemon, *, manage: bool = True, live_interval_s: float = 1.0
-               ) -> FastAPI:
-    """`manage=True`: the app starts and stops linemon with its own lifespan."""
+def create_app(linemon: Runtime, *, manage: bool = True, live_interval_s: float = 1.0,
+               bus: Bus | None = None) -> FastAPI:
+    """`manage=True`: the app starts and stops linemon with its own lifespan. `bus`: the
+    scale-out broker connection, reported by /readyz."""
     api_config = linemon.config.api
     keyring = KeyRing(api_config)  # before anything else: bad keys stop the start
     hub = LiveHub(linemon, min_interval_s=live_interval_s, heartbeat_s=live_interval_s)
@@ -86,6 +90,7 @@ def create_app(linemon: Linemon, *, manage: bool = True, live_interval_s: float 
                   openapi_tags=TAGS, lifespan=lifespan)
     throttle = AuthThrottle(api_config.auth_failures_per_minute)
     app.state.linemon = linemon
+    app.state.bus = bus
     app.state.keyring = keyring
     app.state.auth_throttle = throttle
     app.state.hub = hub
@@ -98,10 +103,34 @@ def create_app(linemon: Linemon, *, manage: bool = True, live_interval_s: float 
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
             expose_headers=["Retry-After", "Content-Disposition"])
+    app.include_router(ops.health_router)
     for module in (ops, live, live_ws, downtime, analysis, machine_history, alerts, pages):
         app.include_router(module.router)
     if linemon.notifier is not None:  # the delivery log and ack links: only when configured
         app.include_router(notify.router)
     problems.install(app)
     openapi.install(app)
+    return app
+
+
+def create_engine_app(linemon: Linemon, publisher: EnginePublisher) -> FastAPI:
+    """An engine process's HTTP side: liveness and readiness for the orchestrator, nothing
+    else (no keys needed; people use the API processes)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await linemon.start()
+        await publisher.start()
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            await linemon.stop()
+
+    app = FastAPI(title="linemon engine", version="0.1.0", lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.linemon = linemon
+    app.state.bus = publisher.bus
+    app.include_router(ops.health_router)
+    problems.install(app)
     return app

@@ -16,14 +16,14 @@ from fastapi import HTTPException, Request
 from api.auth import Principal
 from collector.historian import HistoryQuery
 from collector.historian.query import MAX_LIMIT, decode_cursor
-from linemon.app import Linemon
 from linemon.config import LineConfig, MachineConfig
 from linemon.model import DowntimeCategory, DowntimeEvent
+from linemon.roles import Runtime
 
 MAX_EVENTS = 200_000  # one analysis reads at most this many stops; narrow the range beyond
 
 
-def linemon_of(request: Request) -> Linemon:
+def linemon_of(request: Request) -> Runtime:
     return request.app.state.linemon
 
 
@@ -39,7 +39,7 @@ def caller_errors() -> Iterator[None]:
         raise HTTPException(422, str(err)) from err
 
 
-def line_config(lm: Linemon, line: str, *, in_query: bool = False) -> LineConfig:
+def line_config(lm: Runtime, line: str, *, in_query: bool = False) -> LineConfig:
     """404 for a line in the path (no such resource), 422 for one in the query (bad filter)."""
     found = next((ln for ln in lm.config.lines if ln.id == line), None)
     if found is None:
@@ -49,21 +49,21 @@ def line_config(lm: Linemon, line: str, *, in_query: bool = False) -> LineConfig
     return found
 
 
-def machine_config(lm: Linemon, line: str, machine: str) -> MachineConfig:
+def machine_config(lm: Runtime, line: str, machine: str) -> MachineConfig:
     found = next((m for m in line_config(lm, line).machines if m.id == machine), None)
     if found is None:
         raise HTTPException(404, f"no machine {machine!r} on line {line!r}")
     return found
 
 
-def visible_lines(lm: Linemon, who: Principal, line: str | None) -> list[LineConfig]:
+def visible_lines(lm: Runtime, who: Principal, line: str | None) -> list[LineConfig]:
     """The lines a history query covers: the one asked for, else every line the key sees."""
     if line is not None:  # auth already refused lines the key may not see
         return [line_config(lm, line, in_query=True)]
     return [ln for ln in lm.config.lines if who.may_see(ln.id)]
 
 
-def line_filter(lm: Linemon, who: Principal, line: str | None, machine: str | None
+def line_filter(lm: Runtime, who: Principal, line: str | None, machine: str | None
                 ) -> tuple[str | None, str | None]:
     """(line, machine) filters for one paged downtime query, checked against the key."""
     if machine is not None:

@@ -23,7 +23,6 @@ from collections import Counter
 from typing import Any
 
 from api.schemas import Line
-from linemon.app import Linemon
 from linemon.model import (
     AlertChanged,
     DowntimeEnded,
@@ -31,7 +30,10 @@ from linemon.model import (
     Event,
     PartsProduced,
     StateChanged,
+    line_of,
 )
+from linemon.remote import LiveUnavailable
+from linemon.roles import Runtime
 
 log = logging.getLogger("linemon.api.live")
 MAX_PENDING_CHANGES = 200
@@ -97,14 +99,19 @@ class LineFeed:
                 await asyncio.sleep(wait)  # the rate limit: at most one push per interval
             self.dirty.clear()
             changes, self.changes = self.changes, []
-            snapshot = self.hub.snapshot(self.line)
+            try:
+                snapshot = self.hub.snapshot(self.line)
+            except LiveUnavailable:  # the line's engine is away: silence lets boards say STALE
+                self.changes = changes
+                last = time.monotonic()
+                continue
             for sub in list(self.subscribers):
                 self.hub.dropped_changes += sub.offer(snapshot, changes)
             last = time.monotonic()
 
 
 class LiveHub:
-    def __init__(self, linemon: Linemon, *, min_interval_s: float = 1.0,
+    def __init__(self, linemon: Runtime, *, min_interval_s: float = 1.0,
                  heartbeat_s: float = 1.0, max_subscribers: int = 500) -> None:
         self.linemon = linemon
         self.min_interval_s = min_interval_s
@@ -194,7 +201,7 @@ class LiveHub:
 
     def on_event(self, event: Event) -> None:
         self.events_total[_kind(event)] += 1
-        line = _line_of(event)
+        line = line_of(event)
         if line is None:
             self._cache.clear()  # an alert without a line may show on any board
             targets = list(self._feeds.values())
@@ -211,16 +218,6 @@ def _kind(event: Event) -> str:
     return {StateChanged: "state_changed", DowntimeStarted: "downtime_started",
             DowntimeEnded: "downtime_ended", PartsProduced: "parts_produced",
             AlertChanged: "alert_changed"}.get(type(event), type(event).__name__)
-
-
-def _line_of(event: Event) -> str | None:
-    if isinstance(event, StateChanged | PartsProduced):
-        return event.line
-    if isinstance(event, DowntimeStarted | DowntimeEnded):
-        return event.event.line
-    if isinstance(event, AlertChanged):
-        return event.alert.labels.get("line")
-    return None
 
 
 def summarize(event: Event) -> dict[str, Any] | None:

@@ -14,12 +14,13 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.auth import AuthThrottle
 from api.live_hub import LiveHub
-from linemon.app import Linemon
+from collector.historian.historian import Historian
 from linemon.model import AlertState, MachineState, Severity
+from linemon.roles import Runtime
 
 
 class LinemonCollector(Collector):
-    def __init__(self, linemon: Linemon, hub: LiveHub, throttle: AuthThrottle) -> None:
+    def __init__(self, linemon: Runtime, hub: LiveHub, throttle: AuthThrottle) -> None:
         self.linemon, self.hub, self.throttle = linemon, hub, throttle
 
     def collect(self) -> Iterator[Metric]:
@@ -51,6 +52,8 @@ class LinemonCollector(Collector):
 
     def _historian(self) -> Iterator[Metric]:
         historian = self.linemon.historian
+        if not isinstance(historian, Historian):  # an API process reads; the engines write
+            return
         counters = historian.counters()
         spool, forwarder = counters["spool"], counters["forwarder"]
         for name in ("depth", "bytes", "quarantined"):
@@ -81,11 +84,10 @@ class LinemonCollector(Collector):
         engine = self.linemon.engine
         state = GaugeMetricFamily("linemon_machine_state", "1 for the machine's current state",
                                   labels=["line", "machine", "state"])
-        for tracker in engine.trackers.values():
-            s = tracker.settings
+        for line, machine, current in engine.states():
             for candidate in MachineState:
-                state.add_metric([s.line, s.machine, candidate.value],
-                                 1.0 if tracker.state is candidate else 0.0)
+                state.add_metric([line, machine, candidate.value],
+                                 1.0 if current is candidate else 0.0)
         yield state
         alerts = GaugeMetricFamily("linemon_alerts", "active alerts", labels=["state", "severity"])
         active = engine.alerts.active()
@@ -112,7 +114,7 @@ class LinemonCollector(Collector):
                                   value=float(self.throttle.refused_total))
 
 
-def registry_for(linemon: Linemon, hub: LiveHub, throttle: AuthThrottle) -> CollectorRegistry:
+def registry_for(linemon: Runtime, hub: LiveHub, throttle: AuthThrottle) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(LinemonCollector(linemon, hub, throttle))
     return registry

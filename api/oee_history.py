@@ -25,9 +25,9 @@ from api.history_access import all_downtime, caller_errors
 from api.limits import Window
 from api.schemas import Oee, OeePeriod
 from collector.historian import CountBucket, OeeSnapshot, StateInterval
-from linemon.app import Linemon
 from linemon.config import LineConfig, MachineConfig
 from linemon.model import DowntimeEvent, MachineState, OeeFigures
+from linemon.roles import Runtime
 from rules.calendar import ShiftInstance
 from rules.engine import line_oee as _line_oee  # the live line figure's formula
 from rules.oee import ShiftAccount
@@ -38,7 +38,7 @@ _SUMMED = [f.name for f in fields(ShiftAccount)
            if f.name not in ("shift", "ideal_cycle_time_s", "_open_stop_s")]
 
 
-async def oee_periods(lm: Linemon, line: LineConfig, machine: MachineConfig | None,
+async def oee_periods(lm: Runtime, line: LineConfig, machine: MachineConfig | None,
                       window: Window, by: Literal["shift", "day"]) -> list[OeePeriod]:
     until = min(window.end, lm.clock())
     if until <= window.start:
@@ -84,7 +84,7 @@ async def oee_periods(lm: Linemon, line: LineConfig, machine: MachineConfig | No
     return out
 
 
-async def _finals(lm: Linemon, line: LineConfig, machine: MachineConfig | None,
+async def _finals(lm: Runtime, line: LineConfig, machine: MachineConfig | None,
                   shifts: Sequence[ShiftInstance], bounds: Sequence[tuple[datetime, datetime]],
                   by: str) -> dict[tuple[str | None, str], OeeFigures]:
     """The final figures of the shifts that closed whole inside the window, by machine (None:

@@ -18,11 +18,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import Problem
 from collector.historian import DowntimeNotFound, HistoryUnavailable
+from linemon.app import AlertConflict, AlertNotFound
+from linemon.remote import EngineUnavailable, LiveUnavailable
 
 log = logging.getLogger("linemon.api")
 PROBLEM_JSON = "application/problem+json"
 MAX_FIELD_ERRORS = 10
 HISTORY_RETRY_AFTER_S = 5
+ENGINE_RETRY_AFTER_S = 2
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -59,6 +62,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DowntimeNotFound)
     async def no_downtime(_request: Request, exc: DowntimeNotFound) -> JSONResponse:
         return problem(404, str(exc))
+
+    @app.exception_handler(AlertNotFound)
+    async def no_alert(_request: Request, exc: AlertNotFound) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(AlertConflict)
+    async def alert_conflict(_request: Request, exc: AlertConflict) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(LiveUnavailable)
+    @app.exception_handler(EngineUnavailable)
+    async def engine_away(_request: Request, exc: Exception) -> JSONResponse:
+        # Scaled out: the line's engine is down or cut off from the bus.
+        return problem(503, str(exc), {"Retry-After": str(ENGINE_RETRY_AFTER_S)})
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

@@ -17,7 +17,7 @@ from collector.historian.historian import Historian
 from collector.sources.base import Source, build_sources
 from collector.sources.supervisor import supervise
 from linemon.config import PlantConfig
-from linemon.model import Event, Sample
+from linemon.model import Alert, AlertState, DowntimeEvent, Event, Sample, Silence
 from rules.engine import Engine
 from rules.notify.notifier import Notifier, build_notifier
 
@@ -28,6 +28,14 @@ TICK_S = 1.0
 
 def wall_clock() -> datetime:
     return datetime.now(UTC)
+
+
+class AlertNotFound(LookupError):
+    """No active alert has that fingerprint."""
+
+
+class AlertConflict(Exception):
+    """The alert is in a state that does not allow the change (only a firing one is acked)."""
 
 
 class Linemon:
@@ -68,6 +76,36 @@ class Linemon:
                 if queue.full():
                     queue.get_nowait()  # a slow listener loses its oldest events, not the engine
                 queue.put_nowait(event)
+
+    # --- what people do (the API calls these; scaled out, the line's engine does) -------
+
+    async def acknowledge(self, fingerprint: str, by: str) -> Alert:
+        """Acknowledge a firing alert; again: no change, the first acknowledgement stands."""
+        alerts = self.engine.alerts
+        alert = next((a for a in alerts.active() if a.fingerprint == fingerprint), None)
+        if alert is None:
+            raise AlertNotFound(f"no active alert {fingerprint!r}; see GET /api/v1/alerts")
+        if alert.state is not AlertState.FIRING:
+            raise AlertConflict(f"the alert is {alert.state}; only a firing alert can be "
+                                "acknowledged")
+        change = alerts.acknowledge(fingerprint, by, self.clock())
+        if change is None:
+            return alert
+        await self._publish([change])
+        return change.alert
+
+    async def silence(self, matchers: dict[str, str], starts: datetime, ends: datetime,
+                      by: str, comment: str) -> Silence:
+        return self.engine.alerts.silence(matchers, starts, ends, by, comment)
+
+    async def expire_silence(self, silence_id: str) -> Silence | None:
+        return self.engine.alerts.expire_silence(silence_id, self.clock())
+
+    async def code_downtime(self, downtime_id: str, reason_code: str, reason_text: str | None,
+                            note: str | None, by: str) -> DowntimeEvent:
+        _, after = await self.historian.query.code_downtime(
+            downtime_id, reason_code, reason_text, note, by=by, at=self.clock())
+        return after
 
     def listen(self, maxsize: int = 10_000) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)

@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", required=True, type=Path, help="plant config YAML")
     run.add_argument("--host", help="API bind address (default from the config: 127.0.0.1)")
     run.add_argument("--port", type=int, help="API port (default from the config: 8000)")
+    run.add_argument("--role", choices=["all", "engine", "api"], default="all",
+                     help="scale out: 'engine' runs --lines (collectors, rules, history "
+                     "writer), 'api' serves every line from the engines' bus; default: all")
+    run.add_argument("--lines", help="engine role: comma-separated line ids it runs")
+    run.add_argument("--engine-id", help="engine role: stable id (MQTT client ids, spool "
+                     "directory); default: from the lines")
 
     demo = commands.add_parser("demo", help="simulated plant + linemon in one process")
     demo.add_argument("--config", type=Path, default=DEMO_CONFIG, help="demo plant config")
@@ -61,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             from linemon.serve import serve
 
             config = load_config(args.config)
-            asyncio.run(serve(config, host=args.host, port=args.port, on_ready=_announce))
+            asyncio.run(serve(config, host=args.host, port=args.port, on_ready=_announce,
+                              role=args.role, lines=args.lines, engine_id=args.engine_id))
         elif args.command == "demo":
             from linemon.demo import run_demo
 

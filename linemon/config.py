@@ -193,6 +193,24 @@ class MqttSourceConfig(Strict):
 SourceConfig = Annotated[OpcUaSourceConfig | MqttSourceConfig, Field(discriminator="kind")]
 
 
+class BusConfig(Strict):
+    """The MQTT broker engines and API processes share when linemon is scaled out
+    (`linemon run --role engine|api`); unused by the single-process default."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    topic_prefix: str = Field(default="linemon", pattern=r"^[^/+#$][^+#]*[^/+#]$|^[^/+#$]$")
+    username_env: str | None = None
+    password_env: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    reply_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="how long the API waits for an engine's answer")
+    stale_after_s: float = Field(
+        default=5.0, gt=0, description="a line view older than this is reported as stale")
+
+
 # --- lines and machines --------------------------------------------------------------
 
 
@@ -388,6 +406,7 @@ class PlantConfig(Strict):
     api: ApiConfig = ApiConfig()
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     oee: OeeConfig = OeeConfig()
+    bus: BusConfig | None = None
 
     def state_map(self, name: str) -> dict[str, StateMapEntry]:
         if name == "default" and name not in self.state_maps:

@@ -237,3 +237,16 @@ class AlertChanged:
 Event = (
     StateChanged | DowntimeStarted | DowntimeEnded | PartsProduced | AlertChanged | OeeSnapshot
 )
+
+
+def line_of(event: Event) -> str | None:
+    """The line an event belongs to; None for one that may concern any line."""
+    if isinstance(event, StateChanged | PartsProduced):
+        return event.line
+    if isinstance(event, DowntimeStarted | DowntimeEnded):
+        return event.event.line
+    if isinstance(event, AlertChanged):
+        return event.alert.labels.get("line")
+    if isinstance(event, OeeSnapshot):
+        return event.line
+    return None

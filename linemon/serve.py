@@ -7,10 +7,14 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import uvicorn
+from fastapi import FastAPI
 
-from api.app import create_app
+from api.app import create_app, create_engine_app
 from linemon.app import Linemon
-from linemon.config import PlantConfig
+from linemon.config import ConfigError, ConfigIssue, PlantConfig
+from linemon.engine_role import EnginePublisher
+from linemon.remote import RemoteLinemon
+from linemon.roles import Role, check_role, default_engine_id, engine_config, parse_lines
 
 log = logging.getLogger("linemon")
 
@@ -21,10 +25,12 @@ async def serve(
     host: str | None = None,
     port: int | None = None,
     on_ready: Callable[[str], Awaitable[None] | None] | None = None,
+    role: Role = "all",
+    lines: str | None = None,
+    engine_id: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers), then stop everything cleanly."""
-    linemon = Linemon(config)
-    app = create_app(linemon)
+    app = build_app(config, role, lines, engine_id)
     server = uvicorn.Server(uvicorn.Config(
         app,
         host=host or config.api.host,
@@ -44,3 +50,27 @@ async def serve(
     await serving
     if not server.started:
         raise SystemExit(f"could not start the API on {config.api.host}:{config.api.port}")
+
+
+def build_app(config: PlantConfig, role: Role, lines: str | None,
+              engine_id: str | None) -> FastAPI:
+    """The process's app for its role; a bad role setup raises ConfigError naming the flag."""
+    check_role(config, role)
+    if role == "engine":
+        if lines is None:
+            raise ConfigError("command line", [ConfigIssue(
+                path="--lines", message="--role engine needs --lines, e.g. --lines line-1")])
+        own = parse_lines(config, lines)
+        engine_id = engine_id or default_engine_id(own)
+        sliced = engine_config(config, own, engine_id)
+        assert config.bus is not None  # check_role
+        linemon = Linemon(sliced)
+        log.info("engine %s: lines %s", engine_id, ", ".join(own))
+        return create_engine_app(linemon, EnginePublisher(linemon, config.bus, engine_id))
+    if lines is not None or engine_id is not None:
+        raise ConfigError("command line", [ConfigIssue(
+            path="--lines", message="--lines and --engine-id go with --role engine")])
+    if role == "api":
+        remote = RemoteLinemon(config)
+        return create_app(remote, bus=remote.bus)
+    return create_app(Linemon(config))

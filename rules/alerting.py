@@ -118,9 +118,9 @@ class AlertEngine:
         return self.book.acknowledge(fingerprint, by, now)
 
     def silence(self, matchers: dict[str, str], starts: datetime, ends: datetime, by: str,
-                comment: str) -> Silence:
+                comment: str, silence_id: str | None = None) -> Silence:
         """Matchers are label equalities; `rule` matches a rule id or kind. Applied next tick."""
-        return self.book.add_silence(matchers, starts, ends, by, comment)
+        return self.book.add_silence(matchers, starts, ends, by, comment, silence_id)
 
     def maintenance(self, *, line: str | None = None, machine: str | None = None,
                     starts: datetime, ends: datetime, by: str, comment: str) -> Silence:

@@ -185,16 +185,18 @@ class AlertBook:
         return AlertChanged(snapshot(alert), AlertChange.ACKNOWLEDGED, now)
 
     def add_silence(self, matchers: dict[str, str], starts: datetime, ends: datetime,
-                    by: str, comment: str) -> Silence:
+                    by: str, comment: str, silence_id: str | None = None) -> Silence:
         if not matchers:
             raise ValueError("a silence needs at least one matcher; it would silence everything")
         if starts.tzinfo is None or ends.tzinfo is None:
             raise ValueError("silence times must be timezone-aware (UTC)")
         if ends <= starts:
             raise ValueError("a silence must end after it starts")
-        self._silence_seq += 1
-        silence = Silence(f"silence-{self._silence_seq}", dict(matchers), starts, ends, by,
-                          comment)
+        # Scaled out, the API names the silence so every engine it reaches keeps one id.
+        if silence_id is None:
+            self._silence_seq += 1
+            silence_id = f"silence-{self._silence_seq}"
+        silence = Silence(silence_id, dict(matchers), starts, ends, by, comment)
         self._silences[silence.id] = silence
         return silence
 

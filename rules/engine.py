@@ -226,6 +226,10 @@ class Engine:
             product=t.product,
         )
 
+    def states(self) -> list[tuple[str, str, MachineState]]:
+        """(line, machine, state) of every machine, for metrics."""
+        return [(t.settings.line, t.settings.machine, t.state) for t in self.trackers.values()]
+
     def line_view(self, line_id: str, now: datetime, with_bottleneck: bool = True) -> LineView:
         line = self._lines[line_id]
         machines = [self.machine_view(m.id, now) for m in line.machines]

@@ -18,8 +18,8 @@ from api.openapi import AccessRoute
 from api.problems import responses
 from api.schemas import AlertOut, SilenceIn, SilenceOut
 from api.schemas.common import Id
-from linemon.app import Linemon
-from linemon.model import Alert, AlertState
+from linemon.model import Alert
+from linemon.roles import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"], route_class=AccessRoute)
 Fingerprint = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", examples=["5c1e0d7a9b2f4e61"])]
@@ -50,20 +50,10 @@ async def list_alerts(
 async def acknowledge(fingerprint: Fingerprint, request: Request,
                       who: Principal = Supervisor) -> AlertOut:
     lm = linemon_of(request)
-    alerts = lm.engine.alerts
-    alert = next((a for a in alerts.active() if a.fingerprint == fingerprint), None)
-    if alert is None:
-        raise HTTPException(404, f"no active alert {fingerprint!r}; see GET /api/v1/alerts")
-    if not _visible(who, alert):
+    alert = next((a for a in lm.engine.alerts.active() if a.fingerprint == fingerprint), None)
+    if alert is not None and not _visible(who, alert):
         raise HTTPException(403, f"key {who.name!r} is not allowed on this alert's line")
-    if alert.state is not AlertState.FIRING:
-        raise HTTPException(409, f"the alert is {alert.state}; only a firing alert can be "
-                            "acknowledged")
-    change = alerts.acknowledge(fingerprint, who.name, lm.clock())
-    if change is not None:
-        await lm.publish([change])
-        return AlertOut.of(change.alert)
-    return AlertOut.of(alert)  # acknowledged before: the first acknowledgement stands
+    return AlertOut.of(await lm.acknowledge(fingerprint, who.name))
 
 
 @router.get("/silences", response_model=list[SilenceOut],
@@ -85,8 +75,8 @@ async def create_silence(body: SilenceIn, request: Request,
     matchers = _matchers(lm, who, body)
     now = lm.clock()
     starts = as_utc(body.starts_at, "starts_at", "body") if body.starts_at is not None else now
-    silence = lm.engine.alerts.silence(matchers, starts, starts + timedelta(
-        seconds=body.duration_s), who.name, body.comment)
+    silence = await lm.silence(matchers, starts, starts + timedelta(seconds=body.duration_s),
+                               who.name, body.comment)
     return SilenceOut.of(silence, now)
 
 
@@ -96,30 +86,30 @@ async def expire_silence(silence_id: SilenceId, request: Request,
                    who: Principal = Supervisor) -> SilenceOut:
     lm = linemon_of(request)
     now = lm.clock()
-    alerts = lm.engine.alerts
-    current = next((s for s in alerts.silences(now) if s.id == silence_id), None)
+    current = next((s for s in lm.engine.alerts.silences(now) if s.id == silence_id), None)
     if current is None:
         raise HTTPException(404, f"no silence {silence_id!r} in force or to come")
     if not _silence_visible(lm, who, current.matchers):
         raise HTTPException(403, f"key {who.name!r} may not change this silence")
-    ended = alerts.expire_silence(silence_id, now)
-    assert ended is not None
-    return SilenceOut.of(ended, now)
+    ended = await lm.expire_silence(silence_id)
+    if ended is None:
+        raise HTTPException(404, f"no silence {silence_id!r} in force or to come")
+    return SilenceOut.of(ended, lm.clock())
 
 
-def _owner_line(lm: Linemon, matchers: dict[str, str]) -> str | None:
+def _owner_line(lm: Runtime, matchers: dict[str, str]) -> str | None:
     if "line" in matchers:
         return matchers["line"]
     machine = matchers.get("machine")
     return next((ln.id for ln, m in lm.config.machines() if m.id == machine), None)
 
 
-def _silence_visible(lm: Linemon, who: Principal, matchers: dict[str, str]) -> bool:
+def _silence_visible(lm: Runtime, who: Principal, matchers: dict[str, str]) -> bool:
     line = _owner_line(lm, matchers)
     return who.lines is None or (line is not None and who.may_see(line))
 
 
-def _matchers(lm: Linemon, who: Principal, body: SilenceIn) -> dict[str, str]:
+def _matchers(lm: Runtime, who: Principal, body: SilenceIn) -> dict[str, str]:
     lines = {ln.id for ln in lm.config.lines}
     machine_line = {m.id: ln.id for ln, m in lm.config.machines()}
     if body.line is not None and body.line not in lines:

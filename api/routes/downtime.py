@@ -21,8 +21,8 @@ from api.problems import responses
 from api.schemas import AuditOut, Downtime, DowntimePage, DowntimePatch, Reason, ReasonIn
 from api.schemas.common import Id
 from collector.historian import DowntimeNotFound, HistoryQuery, Page
-from linemon.app import Linemon
 from linemon.model import DowntimeCategory, DowntimeEvent
+from linemon.roles import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["downtime"], route_class=AccessRoute)
 HISTORY = responses(422, 503)
@@ -48,7 +48,7 @@ class Filters:
         self.min_duration_s, self.uncoded_only, self.order = min_duration_s, uncoded_only, order
         self.window = window
 
-    async def page(self, lm: Linemon, who: Principal, limit: int, cursor: str | None
+    async def page(self, lm: Runtime, who: Principal, limit: int, cursor: str | None
                    ) -> Page[DowntimeEvent]:
         line, machine = line_filter(lm, who, self.line, self.machine)
         check_cursor(cursor, self.order)
@@ -166,5 +166,5 @@ async def _code(request: Request, who: Principal, downtime_id: str, code: str | 
         raise HTTPException(422, f"body.reason_code: unknown code {code!r}; see GET "
                             "/api/v1/reasons")
     text = known.get(code, f"code {code}")  # the engine's wording for a code it does not know
-    _, after = await q.code_downtime(downtime_id, code, text, note, by=who.name, at=lm.clock())
+    after = await lm.code_downtime(downtime_id, code, text, note, by=who.name)
     return Downtime.of(after, lm.clock())

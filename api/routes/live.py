@@ -25,6 +25,7 @@ from api.problems import responses
 from api.schemas import Line, LineSummary, Machine
 from api.schemas.common import ID_PATTERN
 from linemon.model import MachineState
+from linemon.remote import LiveUnavailable
 
 router = APIRouter(prefix="/api/v1", tags=["live"], route_class=AccessRoute)
 LineId = Annotated[str, Path(pattern=ID_PATTERN, examples=["line-1"])]
@@ -51,7 +52,13 @@ async def list_lines(request: Request, who: Principal = Board) -> Response:
     for line in lm.config.lines:
         if not who.may_see(line.id):
             continue
-        view = lm.engine.line_view(line.id, now)
+        try:
+            view = lm.engine.line_view(line.id, now)
+        except LiveUnavailable:  # scaled out, and the line's engine is away
+            out.append(LineSummary(line=line.id, name=line.name or line.id,
+                                   machines=len(line.machines), running=0, down=0, oee=None,
+                                   alerts=0, live=False))
+            continue
         states = [m.state for m in view.machines]
         out.append(LineSummary(
             line=line.id, name=view.name, machines=len(states),

@@ -14,18 +14,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.auth import PlantViewer, Principal
 from api.openapi import AccessRoute
 from api.schemas import Readiness
-from api.schemas.ops import HistorianReadiness, SourceReadiness
+from api.schemas.ops import BusReadiness, HistorianReadiness, SourceReadiness
 
 router = APIRouter(tags=["operations"], route_class=AccessRoute)
+health_router = APIRouter(tags=["operations"], route_class=AccessRoute)  # engines serve these
 REACHABILITY_ALARMS = {"outage", "auth"}
 
 
-@router.get("/healthz", summary="The process is alive")
+@health_router.get("/healthz", summary="The process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=Readiness,
+@health_router.get("/readyz", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "not ready; see which part"}},
             summary="Sources connected, historian reachable, spool depth")
 async def readyz(request: Request) -> JSONResponse:
@@ -37,8 +38,11 @@ async def readyz(request: Request) -> JSONResponse:
         backlog=int(health.get("backlog", 0)), backlog_bytes=int(health.get("backlog_bytes", 0)),
         quarantined=int(health.get("quarantined", 0)))
     sources = {s.name: SourceReadiness(connected=s.stats.connected) for s in lm.sources}
-    ready = all(s.connected for s in sources.values()) and bool(health.get("ok", True))
-    body = Readiness(ready=ready, sources=sources, historian=historian)
+    bus = request.app.state.bus
+    bus_ready = BusReadiness(connected=bus.stats.connected) if bus is not None else None
+    ready = (all(s.connected for s in sources.values()) and bool(health.get("ok", True))
+             and (bus_ready is None or bus_ready.connected))
+    body = Readiness(ready=ready, sources=sources, historian=historian, bus=bus_ready)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 
 
@@ -48,3 +52,4 @@ async def readyz(request: Request) -> JSONResponse:
     summary="Prometheus metrics: sources, spool and forwarder, engine, API")
 async def metrics(request: Request, _: Principal = PlantViewer) -> Response:
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+

@@ -278,3 +278,5 @@ class LineSummary(BaseModel):
     down: int
     oee: float | None
     alerts: int = Field(description="pending and firing alerts on the line")
+    live: bool = Field(True, description="false when the line's engine has not reported "
+                       "recently (scaled out); the counts are then unknown, not zero")

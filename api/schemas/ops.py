@@ -17,6 +17,10 @@ class HistorianReadiness(BaseModel):
     quarantined: int
 
 
+class BusReadiness(BaseModel):
+    connected: bool = Field(description="connected to the broker engines and API processes share")
+
+
 class Readiness(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "ready": False, "sources": {"plc-line1": {"connected": True},
@@ -28,3 +32,5 @@ class Readiness(BaseModel):
     ready: bool
     sources: dict[str, SourceReadiness]
     historian: HistorianReadiness
+    bus: BusReadiness | None = Field(
+        None, description="scaled out (`--role engine|api`): the shared broker; else null")

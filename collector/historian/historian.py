@@ -167,3 +167,38 @@ class Historian:
         self._rejected[kind] = n
         if n == 1 or n % 1000 == 0:  # rate-limited: a bad tag can flood
             log.warning("historian cannot store %s (%d so far): %s | %r", kind, n, err, item)
+
+
+class HistoryReader:
+    """Queries without writes: an API process of a scaled-out site (engines write)."""
+
+    def __init__(self, config: HistorianConfig, *, clock: Callable[[], datetime] = _utc_now,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        env = os.environ if env is None else env
+        backend = config.backend
+        if isinstance(backend, InfluxBackendConfig):
+            from .backends.influx import InfluxStore
+
+            token = env.get(backend.token_env)
+            if not token:
+                raise HistorianConfigError(
+                    f"historian.backend.token_env: environment variable {backend.token_env!r} "
+                    "is not set (it must hold the InfluxDB token)")
+            self.store: Any = InfluxStore(backend, token=token, clock=clock, edit_sink=None)
+        else:
+            self.store = SqliteStore(backend, clock=clock, edit_sink=None)
+
+    @property
+    def query(self) -> HistoryQuery:
+        return self.store
+
+    async def start(self) -> None:
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "backend": self.config.backend.kind, "read_only": True}
+

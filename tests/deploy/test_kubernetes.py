@@ -153,3 +153,32 @@ def test_the_plant_config_map_is_plant_yaml(objects: dict) -> None:
     data = next(d["data"] for (kind, name), d in objects.items()
                 if kind == "ConfigMap" and name.startswith("linemon-plant-"))
     assert data["plant.yaml"] == (K8S / "plant.yaml").read_text()
+
+
+def test_each_pod_command_builds_its_role_from_the_plant_config(
+        objects: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The StatefulSet's and the Deployment's `linemon run` flags against plant.yaml: every
+    engine group and the API role start (up to the network), with their pods' secrets."""
+    from linemon.serve import build_app
+
+    plant = load_config(K8S / "plant.yaml")
+    groups = next(d["data"] for (kind, name), d in objects.items()
+                  if kind == "ConfigMap" and name.startswith("linemon-engine-groups"))
+    engine_env = set(secret_refs(workload(objects, "StatefulSet", "linemon-engine")))
+    api_env = set(secret_refs(workload(objects, "Deployment", "linemon-api")))
+    api_args = workload(objects, "Deployment", "linemon-api")["containers"][0]["args"]
+    assert api_args[api_args.index("--role") + 1] == "api"
+    for env, role_groups in ((engine_env, groups.items()), (api_env, [(None, None)])):
+        with monkeypatch.context() as m:
+            for name in env:
+                m.setenv(name, f"{name.lower()}-secret-value-0123456789")
+            for pod, lines in role_groups:
+                if pod is None:
+                    app = build_app(plant, "api", None, None)
+                    assert app.url_path_for("list_lines") == "/api/v1/lines"
+                else:
+                    app = build_app(plant, "engine", lines, pod)
+                    assert app.url_path_for("readyz") == "/readyz"
+                    sliced = app.state.linemon.config
+                    assert [ln.id for ln in sliced.lines] == lines.split(",")
+                    assert sliced.historian.spool.path.parent.name == pod
