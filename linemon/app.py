@@ -17,7 +17,15 @@ from collector.historian.historian import Historian
 from collector.sources.base import Source, build_sources
 from collector.sources.supervisor import supervise
 from linemon.config import PlantConfig
-from linemon.model import Alert, AlertState, DowntimeEvent, Event, Sample, Silence
+from linemon.model import (
+    Alert,
+    AlertState,
+    DowntimeEvent,
+    Event,
+    Sample,
+    Silence,
+    StateChanged,
+)
 from rules.engine import Engine
 from rules.notify.notifier import Notifier, build_notifier
 
@@ -51,6 +59,7 @@ class Linemon:
             shift_at=self._shift_name)
         self._listeners: list[asyncio.Queue[Event]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
         self.started = asyncio.Event()
 
     # --- pipeline --------------------------------------------------------------------
@@ -71,6 +80,8 @@ class Linemon:
         if not events:
             return
         await self.historian.write_events(events)
+        if any(isinstance(e, StateChanged) for e in events):
+            self._wake.set()  # a stop's alert must not wait for the next tick
         for queue in self._listeners:
             for event in events:
                 if queue.full():
@@ -127,9 +138,18 @@ class Linemon:
             self._tasks.append(asyncio.create_task(self._publish(events), name=f"gap:{source}"))
 
     async def _tick(self) -> None:
+        """Every second, at once after a state change, and when a pending alert's hold ends."""
         while True:
-            await self._publish(self.engine.on_tick(self.clock()))
-            await asyncio.sleep(TICK_S)
+            now = self.clock()
+            self._wake.clear()
+            await self._publish(self.engine.on_tick(now))
+            wait = TICK_S
+            due = self.engine.alerts.next_due()
+            if due is not None:
+                wait = min(wait, max(0.0, (due - self.clock()).total_seconds()) + 0.001)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -112,6 +112,10 @@ class AlertEngine:
         conditions += self._spc_conditions()
         return self.book.evaluate(conditions, now)
 
+    def next_due(self) -> datetime | None:
+        """The next moment a pending alert may fire (None: nothing pending)."""
+        return self.book.next_due()
+
     # --- people ------------------------------------------------------------------------
 
     def acknowledge(self, fingerprint: str, by: str, now: datetime) -> AlertChanged | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from linemon.model import Alert, AlertChange, AlertChanged, AlertState, Severity, Silence
 
@@ -98,6 +98,12 @@ class AlertBook:
         self._silence_seq = 0
 
     # --- evaluation ------------------------------------------------------------------
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending alert's hold ends: evaluate then, not a tick later."""
+        return min((t.alert.first_seen + timedelta(seconds=t.for_s)
+                    for t in self._active.values() if t.alert.state is AlertState.PENDING),
+                   default=None)
 
     def evaluate(self, conditions: list[Condition], now: datetime) -> list[AlertChanged]:
         current = _merge(conditions)

@@ -412,3 +412,20 @@ def test_lifecycle_never_goes_backwards(steps, for_s, keep) -> None:
         assert alert.state in (AlertState.PENDING, AlertState.FIRING)
     for alert in book.recent():
         assert alert.fired_at is not None and alert.resolved_at is not None
+
+
+def test_next_due_is_when_the_earliest_pending_hold_ends() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from linemon.model import Severity
+    from rules.alerts import AlertBook, Condition
+
+    t0 = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    book = AlertBook([], retention_s=900)
+    assert book.next_due() is None
+    slow = Condition("machine_stopped", {"machine": "a"}, Severity.CRITICAL, t0, for_s=30)
+    fast = Condition("machine_stopped", {"machine": "b"}, Severity.CRITICAL, t0, for_s=5)
+    book.evaluate([slow, fast], t0 + timedelta(seconds=1))
+    assert book.next_due() == t0 + timedelta(seconds=5)
+    book.evaluate([slow, fast], t0 + timedelta(seconds=5))  # b fires on time
+    assert book.next_due() == t0 + timedelta(seconds=30)
