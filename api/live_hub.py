@@ -8,6 +8,9 @@ reaches the database.
 Each line with WebSocket subscribers has a feed: it pushes the snapshot, plus a summary
 of what changed since the last push, at most once per `min_interval_s`, and at least
 every `heartbeat_s` even when nothing happened (time in state and OEE move on their own).
+A machine's state change or an alert change is the news a board exists for: it goes out
+at once, not at the next slot, yet no sooner than `URGENT_GAP_S` after the last push, so
+a flapping machine cannot flood the boards.
 A slow client is never waited for: it keeps only the newest snapshot and the changes
 that piled up (bounded; overflow is counted).
 """
@@ -37,6 +40,8 @@ from linemon.roles import Runtime
 
 log = logging.getLogger("linemon.api.live")
 MAX_PENDING_CHANGES = 200
+URGENT_GAP_S = 0.1
+URGENT_KINDS = {"state", "alert"}
 
 
 class Subscriber:
@@ -77,10 +82,13 @@ class LineFeed:
         self.subscribers: set[Subscriber] = set()
         self.changes: list[dict[str, Any]] = []
         self.dirty = asyncio.Event()
+        self.rush = asyncio.Event()  # an urgent change waits for no slot
         self.task: asyncio.Task[None] | None = None
 
     def note(self, change: dict[str, Any] | None) -> None:
         if change is not None:
+            if change["kind"] in URGENT_KINDS:
+                self.rush.set()
             if len(self.changes) < MAX_PENDING_CHANGES:
                 self.changes.append(change)
             else:  # a flood between two pushes: the snapshot still has the truth
@@ -94,10 +102,9 @@ class LineFeed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(heartbeat_in):
                     await self.dirty.wait()
-            wait = last + self.hub.min_interval_s - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)  # the rate limit: at most one push per interval
+            await self._next_slot(last)
             self.dirty.clear()
+            self.rush.clear()
             changes, self.changes = self.changes, []
             try:
                 snapshot = self.hub.snapshot(self.line)
@@ -108,6 +115,20 @@ class LineFeed:
             for sub in list(self.subscribers):
                 self.hub.dropped_changes += sub.offer(snapshot, changes)
             last = time.monotonic()
+
+    async def _next_slot(self, last: float) -> None:
+        """The rate limit: one push per `min_interval_s`, or `URGENT_GAP_S` for urgent news."""
+        while True:
+            rush = self.rush.is_set()
+            wait = last + (URGENT_GAP_S if rush else self.hub.min_interval_s) - time.monotonic()
+            if wait <= 0:
+                return
+            if rush:
+                await asyncio.sleep(wait)
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.rush.wait()
 
 
 class LiveHub:

@@ -1,4 +1,5 @@
-"""A line's board over WebSocket: a snapshot on connect, then at most one push a second."""
+"""A line's board over WebSocket: a snapshot on connect, then a push a second; a machine's
+state change or an alert change goes out at once."""
 
 from __future__ import annotations
 
