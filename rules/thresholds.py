@@ -94,6 +94,10 @@ class StaleWatch:
                         f"{mid} {rule.signal}"))
         self._last: dict[tuple[str, ...], datetime] = {}
         self._started: datetime | None = None
+        # Only what a rule watches is tracked (seen() runs for every sample).
+        self._sources = {t.key[1] for t in self._targets if t.key[0] == "source"}
+        self._machines = {t.key[1] for t in self._targets if t.key[0] == "machine"}
+        self._signals = {t.key for t in self._targets if t.key[0] == "signal"}
 
     def start(self, now: datetime) -> None:
         if self._started is None:
@@ -101,11 +105,17 @@ class StaleWatch:
 
     def seen(self, sample: Sample) -> None:
         # Bad quality is a sample that carries no data: it does not make the data fresh.
-        if sample.quality is Quality.BAD:
+        if not self._targets or sample.quality is Quality.BAD:
             return
         at = sample.received_ts
-        for key in (("source", sample.source), ("machine", sample.machine),
-                    ("signal", sample.machine, sample.signal)):
+        keys = []
+        if sample.source in self._sources:
+            keys.append(("source", sample.source))
+        if sample.machine in self._machines:
+            keys.append(("machine", sample.machine))
+        if self._signals and ("signal", sample.machine, sample.signal) in self._signals:
+            keys.append(("signal", sample.machine, sample.signal))
+        for key in keys:
             if key not in self._last or self._last[key] < at:
                 self._last[key] = at
 

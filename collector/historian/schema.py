@@ -40,6 +40,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from math import isfinite
 from typing import Any
 
 from linemon.model import (
@@ -122,6 +123,8 @@ class SampleEncoder:
     def __init__(self, machine_lines: Mapping[str, str] | None = None) -> None:
         self._lines = dict(machine_lines or {})
         self._keys: dict[tuple[str, str, str, str], str] = {}
+        self._last_when: datetime | None = None
+        self._last_ns = 0
 
     def encode(self, s: Sample) -> Record:
         ck = (s.machine, s.signal, s.source, s.quality)
@@ -139,8 +142,16 @@ class SampleEncoder:
                 raise LineProtocolError("an empty string sample cannot be stored")
             field = f"value_str={format_field(value)}"
         else:
-            field = f"value={format_field(float(value))}"  # bool and int become float
-        ts = to_ns(s.source_ts)
+            number = float(value)  # bool and int become float
+            if not isfinite(number):
+                raise LineProtocolError(f"float field {number} is not finite")
+            field = f"value={number!r}"  # format_field of a finite float, inlined (hot path)
+        when = s.source_ts
+        if when is self._last_when:  # a batch often shares one timestamp object
+            ts = self._last_ns
+        else:
+            ts = self._last_ns = to_ns(when)
+            self._last_when = when
         return Record(f"{key} {field} {ts}", "sample", False, ts)
 
 
