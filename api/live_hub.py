@@ -50,11 +50,14 @@ class Subscriber:
         self._snapshot: str | None = None
         self._changes: list[dict[str, Any]] = []
         self._ready = asyncio.Event()
+        self._urgent = False
+        self.urgent = False  # the message last taken carries a state or alert change
         self.seq = 0
 
     def offer(self, snapshot: str, changes: list[dict[str, Any]]) -> int:
         """Queue the newest snapshot; returns how many changes did not fit (a slow client)."""
         self._snapshot = snapshot
+        self._urgent = self._urgent or any(c["kind"] in URGENT_KINDS for c in changes)
         room = MAX_PENDING_CHANGES - len(self._changes)
         self._changes += changes[:room]
         self._ready.set()
@@ -65,6 +68,7 @@ class Subscriber:
         self._ready.clear()
         snapshot, changes = self._snapshot, self._changes
         self._snapshot, self._changes = None, []
+        self.urgent, self._urgent = self._urgent, False
         assert snapshot is not None
         self.seq += 1
         return message(self.seq, changes, snapshot)
@@ -120,7 +124,8 @@ class LineFeed:
         """The rate limit: one push per `min_interval_s`, or `URGENT_GAP_S` for urgent news."""
         while True:
             rush = self.rush.is_set()
-            wait = last + (URGENT_GAP_S if rush else self.hub.min_interval_s) - time.monotonic()
+            gap = min(URGENT_GAP_S, self.hub.min_interval_s) if rush else self.hub.min_interval_s
+            wait = last + gap - time.monotonic()
             if wait <= 0:
                 return
             if rush:

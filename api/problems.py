@@ -96,7 +96,8 @@ DESCRIPTIONS = {
     413: "the request body is too large",
     422: "invalid parameters or body; `detail` names the field",
     429: "too many unknown API keys from this client; see Retry-After",
-    503: "the history store cannot answer right now; see Retry-After",
+    503: "the history store, or (scaled out) the line's engine, cannot answer right now; see "
+         "Retry-After",
 }
 
 

@@ -1,9 +1,11 @@
 """One process's connection to the scale-out bus: the same asyncio-driven paho session the MQTT
 collectors use, kept up by the same backoff, with a will and retained publishing.
 
-Messages are handed to `on_message` in arrival order on the event loop. A publish while
-the broker is away is counted and skipped: what goes out on the bus is either retained
-state republished every second or a live notification whose facts are in the historian.
+Messages are handed to `on_message` in arrival order on the event loop, with the broker's
+retain flag: set only for a retained message replayed on subscribe, i.e. possibly old news.
+A publish while the broker is away is counted and skipped: what goes out on the bus is
+either retained state republished every second or a live notification whose facts are in
+the historian.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class BusStats:
 
 class Bus:
     def __init__(self, config: BusConfig, client_id: str, *, subscriptions: list[str],
-                 on_message: Callable[[str, bytes], None],
+                 on_message: Callable[[str, bytes, bool], None],
                  will: tuple[str, bytes] | None = None,
                  on_connect: Callable[[], None] | None = None) -> None:
         self.config = config
@@ -81,12 +83,12 @@ class Bus:
             except SourceDisconnected as err:
                 self.stats.last_error = str(err)
             finally:
+                if self.connected.is_set():  # it was up: the next try starts from the shortest wait
+                    backoff.reset()
                 self._down()
-            delay = backoff.next() if self.stats.last_error else 0.5
+            delay = backoff.next()
             log.warning("bus: %s; reconnecting in %.1fs", self.stats.last_error, delay)
             await asyncio.sleep(delay)
-            if self.stats.connected:
-                backoff.reset()
 
     async def _session_once(self) -> None:
         cfg = self.config
@@ -110,7 +112,7 @@ class Bus:
                 for message in messages:
                     self.stats.received += 1
                     try:
-                        self.on_message(message.topic, message.payload)
+                        self.on_message(message.topic, message.payload, bool(message.retain))
                     except Exception as err:  # a bad message must not end the session
                         self.reject(message.topic, f"{type(err).__name__}: {err}")
                 session.ack(messages)

@@ -37,6 +37,9 @@ class EnginePublisher:
                        will=(self.topics.engine(engine_id), self._status(online=False)),
                        on_connect=self._on_connect)
         self.commands_handled = 0
+        self.commands_refused = 0
+        # Engine-made silences (maintenance windows) get ids no other engine can make.
+        linemon.engine.alerts.book.silence_prefix = f"silence-{engine_id}-"
         self._tasks: list[asyncio.Task[None]] = []
         self._queue: asyncio.Queue[Event] | None = None
 
@@ -81,8 +84,9 @@ class EnginePublisher:
         lm = self.linemon
         now = lm.clock()
         alerts = lm.engine.alerts
-        active = [a for a in alerts.active() if a.labels.get("line") == line]
-        recent = [a for a in alerts.recent() if a.labels.get("line") == line]
+        # An alert without a line (a silent source) shows with each of the engine's lines.
+        active = [a for a in alerts.active() if a.labels.get("line") in (None, line)]
+        recent = [a for a in alerts.recent() if a.labels.get("line") in (None, line)]
         silences = [s for s in alerts.silences(now) if s.matchers.get("line") in (None, line)]
         state = LineState(engine=self.engine_id, view=lm.engine.line_view(line, now),
                           alerts=active + recent, active=len(active), silences=silences)
@@ -102,8 +106,8 @@ class EnginePublisher:
             by_line: dict[str, list[Event]] = defaultdict(list)
             for event in batch:
                 line = line_of(event)
-                for target in [line] if line in self.lines else self.lines:
-                    by_line[target].append(event)
+                # An event without a line goes out once; the API shows it on every board.
+                by_line[line if line in self.lines else self.lines[0]].append(event)
             for line, events in by_line.items():
                 self.publish_view(line)  # first the view, so a board reacting has the news
                 self.bus.publish(self.topics.events(line),
@@ -111,14 +115,22 @@ class EnginePublisher:
 
     # --- in ----------------------------------------------------------------------------
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, _retained: bool) -> None:
         command = Command.model_validate_json(payload)
-        task = asyncio.create_task(self._answer(command), name=f"bus-command:{command.op}")
+        line = self.topics.line_of(topic)
+        if line not in self.lines or not command.reply_to.startswith(
+                f"{self.topics.root}/replies/"):
+            self.commands_refused += 1
+            self.bus.reject(topic, f"command {command.op} for line {line!r} or reply_to "
+                            f"{command.reply_to!r} outside this engine's topics")
+            return
+        task = asyncio.create_task(self._answer(command, line),
+                                   name=f"bus-command:{command.op}")
         self._tasks = [t for t in self._tasks if not t.done()] + [task]
 
-    async def _answer(self, command: Command) -> None:
+    async def _answer(self, command: Command, line: str) -> None:
         try:
-            reply = await self._carry_out(command)
+            reply = await self._carry_out(command, line)
         except AlertNotFound as err:
             reply = Reply(id=command.id, error="no_alert", detail=str(err))
         except DowntimeNotFound as err:
@@ -135,12 +147,20 @@ class EnginePublisher:
         for line in self.lines:  # the change shows on the boards without waiting a second
             self.publish_view(line)
 
-    async def _carry_out(self, c: Command) -> Reply:
+    async def _carry_out(self, c: Command, line: str) -> Reply:
+        """Only on the line the command was sent for: the API checked the key against it."""
         lm = self.linemon
         if c.op == "ack" and c.fingerprint is not None:
+            alert = next((a for a in lm.engine.alerts.active()
+                          if a.fingerprint == c.fingerprint), None)
+            if alert is not None and alert.labels.get("line") not in (None, line):
+                raise AlertNotFound(f"no active alert {c.fingerprint!r} on line {line!r}")
             return Reply(id=c.id, alert=await lm.acknowledge(c.fingerprint, c.by))
         if c.op == "silence" and c.silence is not None:
             s = c.silence
+            if self._silence_line(s.matchers) not in (None, line):
+                return Reply(id=c.id, error="bad_command",
+                             detail=f"the silence is not for line {line!r}")
             made = lm.engine.alerts.silence(s.matchers, s.starts_at, s.ends_at, s.created_by,
                                             s.comment, s.id)
             return Reply(id=c.id, silence=made)
@@ -150,7 +170,17 @@ class EnginePublisher:
                 return Reply(id=c.id, error="no_silence", detail=f"no silence {c.silence_id!r}")
             return Reply(id=c.id, silence=ended)
         if c.op == "code" and c.downtime_id is not None and c.reason_code is not None:
+            stop = await lm.historian.query.get_downtime(c.downtime_id)
+            if stop is None or stop.line != line:
+                raise DowntimeNotFound(f"no downtime event {c.downtime_id!r} on line {line!r}")
             _, after = await lm.historian.query.code_downtime(
                 c.downtime_id, c.reason_code, c.reason_text, c.note, by=c.by, at=c.at)
             return Reply(id=c.id, downtime=after)
         return Reply(id=c.id, error="bad_command", detail=f"incomplete {c.op!r} command")
+
+    def _silence_line(self, matchers: dict[str, str]) -> str | None:
+        if "line" in matchers:
+            return matchers["line"]
+        machine = matchers.get("machine")
+        return next((ln.id for ln, m in self.linemon.config.machines() if m.id == machine),
+                    None)

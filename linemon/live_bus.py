@@ -1,8 +1,8 @@
 """What engines and API processes say to each other over MQTT when linemon is scaled out.
 
-Topics, under `<prefix>/v1/<site>/` (the `v1` is the wire format's version: a process
-ignores, counts and logs what it cannot read, so old and new processes can share a broker
-during an upgrade):
+Topics, under `<prefix>/v1/<site>/` (the `v1` is the wire format's version: processes of
+another version live side by side on the broker without reading each other's topics, and
+a payload a process cannot read is counted, logged and skipped):
 
     lines/<line>/view       retained  the engine's live view of the line, its alerts and
                                       silences, about once a second

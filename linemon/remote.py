@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -44,51 +44,93 @@ class EngineUnavailable(Exception):
 
 
 class RemoteAlerts:
-    """The alert book's read side, from the lines' retained views."""
+    """The alert book's read side, from the views of the lines whose engines are live."""
 
-    def __init__(self, views: dict[str, LineState]) -> None:
-        self._views = views
+    def __init__(self, engine: RemoteEngine) -> None:
+        self._engine = engine
 
     def active(self) -> list[Alert]:
-        return [a for s in self._views.values() for a in s.alerts[:s.active]]
+        return _unique(a for s in self._engine.fresh() for a in s.alerts[:s.active])
 
     def recent(self) -> list[Alert]:
-        return [a for s in self._views.values() for a in s.alerts[s.active:]]
+        return _unique(a for s in self._engine.fresh() for a in s.alerts[s.active:])
 
     def silences(self, now: datetime) -> list[Silence]:
-        found = {s.id: s for state in self._views.values() for s in state.silences}
+        found = {s.id: s for state in self._engine.fresh() for s in state.silences}
         return sorted((s for s in found.values() if s.ends_at > now), key=lambda s: s.id)
 
 
-class RemoteEngine:
-    """The engine's read side for the API: views as the engines last published them."""
+def _unique(alerts: Iterable[Alert]) -> list[Alert]:
+    # An alert without a line label comes with each of its engine's lines.
+    return list({a.fingerprint: a for a in alerts}.values())
 
-    def __init__(self, config: PlantConfig, stale_after_s: float) -> None:
+
+class RemoteEngine:
+    """The engine's read side for the API: views as the engines last published them.
+
+    A view counts as live only when it arrived as a live publish (not as the retained copy
+    the broker replays on subscribe, which may be hours old), less than `stale_after_s`
+    ago, from an engine not known to be offline.
+    """
+
+    def __init__(self, config: PlantConfig, stale_after_s: float, clock: Clock) -> None:
         self.calendar = ShiftCalendar(config.calendar, config.site.timezone)
         self.policy = OeePolicy(config.oee.planned_stops_count_against_availability)
         self.stale_after_s = stale_after_s
+        self.clock = clock
         self.views: dict[str, LineState] = {}
         self.received_at: dict[str, datetime] = {}
-        self.alerts = RemoteAlerts(self.views)
+        self.offline: set[str] = set()  # engines whose status (or will) says offline
+        self.alerts = RemoteAlerts(self)
         self._machine_lines = {m.id: line.id for line, m in config.machines()}
 
-    def line_view(self, line: str, now: datetime) -> LineView:
+    def store(self, line: str, state: LineState, *, retained: bool) -> None:
+        self.views[line] = state
+        if retained:
+            self.received_at.pop(line, None)
+        else:
+            self.received_at[line] = self.clock()
+
+    def why_not_live(self, line: str, now: datetime) -> str | None:
         state = self.views.get(line)
         if state is None:
-            raise LiveUnavailable(f"no engine has published line {line!r} yet")
-        age = (now - self.received_at[line]).total_seconds()
+            return f"no engine has published line {line!r} yet"
+        if state.engine in self.offline:
+            return f"the engine for line {line!r} ({state.engine}) is offline"
+        at = self.received_at.get(line)
+        if at is None:
+            return f"waiting for a live update from the engine for line {line!r} ({state.engine})"
+        age = (now - at).total_seconds()
         if age > self.stale_after_s:
-            raise LiveUnavailable(f"the engine for line {line!r} ({state.engine}) has not "
-                                  f"published for {age:.0f} s")
-        return state.view
+            return (f"the engine for line {line!r} ({state.engine}) has not published for "
+                    f"{age:.0f} s")
+        return None
+
+    def fresh(self) -> list[LineState]:
+        now = self.clock()
+        return [s for line, s in self.views.items() if self.why_not_live(line, now) is None]
+
+    def line_view(self, line: str, now: datetime) -> LineView:
+        why = self.why_not_live(line, now)
+        if why is not None:
+            raise LiveUnavailable(why)
+        return self.views[line].view
 
     def machine_view(self, machine: str, now: datetime) -> MachineView:
         view = self.line_view(self._machine_lines[machine], now)
         return next(m for m in view.machines if m.machine == machine)
 
     def states(self) -> list[tuple[str, str, MachineState]]:
-        return [(m.line, m.machine, m.state) for s in self.views.values()
-                for m in s.view.machines]
+        return [(m.line, m.machine, m.state) for s in self.fresh() for m in s.view.machines]
+
+    def line_of_machine(self, machine: str) -> str:
+        return self._machine_lines[machine]
+
+    def line_holding(self, fingerprint: str) -> str | None:
+        now = self.clock()
+        return next((line for line, s in self.views.items()
+                     if self.why_not_live(line, now) is None
+                     and any(a.fingerprint == fingerprint for a in s.alerts)), None)
 
 
 class RemoteLinemon:
@@ -100,9 +142,11 @@ class RemoteLinemon:
         self.clock = clock
         self.bus_config: BusConfig = config.bus
         self.topics = Topics.of(config.bus.topic_prefix, config.site.name)
-        self.client_id = client_id or f"api-{secrets.token_hex(4)}"
+        # The reply topic carries the MQTT client id: an ACL `pattern` can then let each API
+        # process read its own replies only.
+        self.client_id = client_id or f"linemon-api-{secrets.token_hex(4)}"
         self.historian = HistoryReader(config.historian, clock=clock)
-        self.engine = RemoteEngine(config, config.bus.stale_after_s)
+        self.engine = RemoteEngine(config, config.bus.stale_after_s, clock)
         self.sources: list[Source] = []
         self.notifier = None  # notifications go out from the engines
         self.engines: dict[str, EngineStatus] = {}
@@ -111,7 +155,7 @@ class RemoteLinemon:
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._task: asyncio.Task[None] | None = None
         root = self.topics.root
-        self.bus = Bus(self.bus_config, f"linemon-{self.client_id}", on_message=self._on_message,
+        self.bus = Bus(self.bus_config, self.client_id, on_message=self._on_message,
                        subscriptions=[f"{root}/lines/+/view", f"{root}/lines/+/events",
                                       f"{root}/engines/+", self.topics.replies(self.client_id)])
 
@@ -145,12 +189,16 @@ class RemoteLinemon:
 
     # --- the bus -----------------------------------------------------------------------
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         root = self.topics.root
         try:
             if topic.startswith(f"{root}/engines/"):
                 status = EngineStatus.model_validate_json(payload)
                 self.engines[status.engine] = status
+                if status.online:
+                    self.engine.offline.discard(status.engine)
+                else:
+                    self.engine.offline.add(status.engine)
             elif topic == self.topics.replies(self.client_id):
                 reply = Reply.model_validate_json(payload)
                 future = self._pending.pop(reply.id, None)
@@ -159,8 +207,8 @@ class RemoteLinemon:
             elif topic.endswith("/view"):
                 line = self.topics.line_of(topic)
                 if line is not None and payload:
-                    self.engine.views[line] = LineState.model_validate_json(payload)
-                    self.engine.received_at[line] = self.clock()
+                    state = LineState.model_validate_json(payload)
+                    self.engine.store(line, state, retained=retained)
             elif topic.endswith("/events"):
                 self._fan_out(EventBatch.model_validate_json(payload).decoded())
         except ValidationError as err:
@@ -208,9 +256,11 @@ class RemoteLinemon:
     async def acknowledge(self, fingerprint: str, by: str) -> Alert:
         alert = next((a for a in self.engine.alerts.active() if a.fingerprint == fingerprint),
                      None)
-        if alert is None or "line" not in alert.labels:
+        line = None if alert is None else (
+            alert.labels.get("line") or self.engine.line_holding(fingerprint))
+        if line is None:
             raise AlertNotFound(f"no active alert {fingerprint!r}; see GET /api/v1/alerts")
-        reply = await self._ask(alert.labels["line"], self._command(
+        reply = await self._ask(line, self._command(
             "ack", by, fingerprint=fingerprint), self.bus_config.reply_timeout_s)
         _raise_for(reply)
         assert reply.alert is not None
@@ -218,7 +268,7 @@ class RemoteLinemon:
 
     async def silence(self, matchers: dict[str, str], starts: datetime, ends: datetime,
                       by: str, comment: str) -> Silence:
-        silence = Silence(f"silence-{secrets.randbelow(10**12)}", matchers, starts, ends, by,
+        silence = Silence(f"silence-api-{secrets.token_hex(6)}", matchers, starts, ends, by,
                           comment)
         replies = await asyncio.gather(*(
             self._ask(line, self._command("silence", by, silence=silence),
@@ -233,14 +283,15 @@ class RemoteLinemon:
     async def expire_silence(self, silence_id: str) -> Silence | None:
         lines = [line for line, state in self.engine.views.items()
                  if any(s.id == silence_id for s in state.silences)]
-        ended: Silence | None = None
-        for line in lines:
-            reply = await self._ask(line, self._command("expire_silence", by="api",
-                                                        silence_id=silence_id),
-                                    self.bus_config.reply_timeout_s)
-            if reply.error is None:
-                ended = reply.silence
-        return ended
+        replies = await asyncio.gather(*(
+            self._ask(line, self._command("expire_silence", by="api", silence_id=silence_id),
+                      self.bus_config.reply_timeout_s) for line in lines),
+            return_exceptions=True)
+        ended = [r.silence for r in replies if isinstance(r, Reply) and r.error is None]
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        if failed:  # ended where the engines answered; the caller may try again
+            raise failed[0]
+        return ended[0] if ended else None
 
     async def code_downtime(self, downtime_id: str, reason_code: str, reason_text: str | None,
                             note: str | None, by: str) -> DowntimeEvent:
@@ -258,7 +309,7 @@ class RemoteLinemon:
         if "line" in matchers:
             return [matchers["line"]]
         if "machine" in matchers:
-            return [self.engine._machine_lines[matchers["machine"]]]
+            return [self.engine.line_of_machine(matchers["machine"])]
         return [line.id for line in self.config.lines]  # a rule, wherever it fires
 
 

@@ -13,6 +13,7 @@ engines on one host or one broker never share a session or a file.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -60,7 +61,11 @@ def parse_lines(config: PlantConfig, lines: str) -> list[str]:
 
 
 def default_engine_id(lines: list[str]) -> str:
-    return "engine-" + "-".join(lines)[:40]
+    joined = "-".join(lines)
+    if len(joined) <= 40:
+        return f"engine-{joined}"
+    # Cut long names, but keep two groups that share a prefix apart.
+    return f"engine-{joined[:31]}-{hashlib.sha256(joined.encode()).hexdigest()[:8]}"
 
 
 def engine_config(config: PlantConfig, lines: list[str], engine_id: str) -> PlantConfig:

@@ -96,6 +96,7 @@ class AlertBook:
         self._recent: list[LiveAlert] = []
         self._silences: dict[str, Silence] = {}
         self._silence_seq = 0
+        self.silence_prefix = "silence-"  # scaled out, each engine numbers its own
 
     # --- evaluation ------------------------------------------------------------------
 
@@ -201,7 +202,7 @@ class AlertBook:
         # Scaled out, the API names the silence so every engine it reaches keeps one id.
         if silence_id is None:
             self._silence_seq += 1
-            silence_id = f"silence-{self._silence_seq}"
+            silence_id = f"{self.silence_prefix}{self._silence_seq}"
         silence = Silence(silence_id, dict(matchers), starts, ends, by, comment)
         self._silences[silence.id] = silence
         return silence

@@ -23,7 +23,8 @@ from linemon.roles import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"], route_class=AccessRoute)
 Fingerprint = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", examples=["5c1e0d7a9b2f4e61"])]
-SilenceId = Annotated[str, Path(pattern=r"^silence-\d{1,12}$", examples=["silence-1"])]
+SilenceId = Annotated[str, Path(pattern=r"^silence-[A-Za-z0-9_.-]{1,80}$",
+                                examples=["silence-1"])]
 
 
 def _visible(who: Principal, alert: Alert) -> bool:
@@ -45,7 +46,7 @@ async def list_alerts(
 
 
 @router.post("/alerts/{fingerprint}/ack", response_model=AlertOut,
-             responses=responses(404, 409, 422),
+             responses=responses(404, 409, 422, 503),
              summary="Acknowledge a firing alert (again: no change, same answer)")
 async def acknowledge(fingerprint: Fingerprint, request: Request,
                       who: Principal = Supervisor) -> AlertOut:
@@ -66,7 +67,8 @@ async def list_silences(request: Request, who: Principal = Viewer) -> list[Silen
 
 
 @router.post("/silences", response_model=SilenceOut, status_code=201,
-             responses=responses(422), summary="Silence a line, a machine or a rule for a while")
+             responses=responses(422, 503),
+             summary="Silence a line, a machine or a rule for a while")
 async def create_silence(body: SilenceIn, request: Request,
                    who: Principal = Supervisor) -> SilenceOut:
     """Silenced alerts stay visible (marked `silenced_by`) and are not pushed to phones.
@@ -81,7 +83,7 @@ async def create_silence(body: SilenceIn, request: Request,
 
 
 @router.delete("/silences/{silence_id}", response_model=SilenceOut,
-               responses=responses(404, 422), summary="End a silence now")
+               responses=responses(404, 422, 503), summary="End a silence now")
 async def expire_silence(silence_id: SilenceId, request: Request,
                    who: Principal = Supervisor) -> SilenceOut:
     lm = linemon_of(request)

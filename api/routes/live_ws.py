@@ -9,9 +9,10 @@ import time
 from fastapi import APIRouter, HTTPException, WebSocket
 
 from api.auth import Access, authorize
-from api.live_hub import Subscriber, message
+from api.live_hub import URGENT_GAP_S, Subscriber, message
 from api.problems import problem
 from api.routes.live import hub_of, known_line
+from linemon.remote import LiveUnavailable
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
 BOARD = Access("viewer", kiosk=True)
@@ -27,9 +28,9 @@ async def live(websocket: WebSocket, line: str) -> None:
     supports that, else a close with code 4000 + status.
 
     Messages (text, JSON): `{"type": "snapshot", "seq", "changes": [...], "line": Line}`,
-    the first at once, then at most one per second: on engine events, and every second
-    as a heartbeat. `changes` lists state changes, stops and alert changes since the
-    previous message.
+    the first at once, then one per second (a heartbeat, with whatever changed), and a
+    machine's state change or an alert change at once (at least 0.1 s apart). `changes`
+    lists state changes, stops and alert changes since the previous message.
     """
     try:
         authorize(websocket, BOARD, allow_query_key=True)
@@ -38,13 +39,18 @@ async def live(websocket: WebSocket, line: str) -> None:
         await _refuse(websocket, err)
         return
     hub = hub_of(websocket)
+    try:
+        first = hub.snapshot(line)
+    except LiveUnavailable as err:  # scaled out, and the line's engine is away
+        await _refuse(websocket, HTTPException(503, str(err)))
+        return
     sub = hub.subscribe(line)
     if sub is None:
         await _refuse(websocket, HTTPException(503, "too many live boards; retry in a minute"))
         return
     try:
         await websocket.accept()
-        await websocket.send_text(message(0, [], hub.snapshot(line)))
+        await websocket.send_text(message(0, [], first))
         await _serve(websocket, sub, hub.min_interval_s)
     finally:
         hub.unsubscribe(sub)
@@ -57,7 +63,8 @@ async def _serve(websocket: WebSocket, sub: Subscriber, min_interval_s: float) -
         last = time.monotonic()
         while True:
             text = await sub.next_message()
-            wait = last + min_interval_s - time.monotonic()
+            gap = min(URGENT_GAP_S, min_interval_s) if sub.urgent else min_interval_s
+            wait = last + gap - time.monotonic()
             if wait > 0:  # the first push after the connect snapshot keeps the pace too
                 await asyncio.sleep(wait)
             await websocket.send_text(text)

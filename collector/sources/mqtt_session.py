@@ -47,7 +47,8 @@ class MqttConnection:
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id or f"linemon-{config.name}",
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
-            clean_session=None if self.v5 else False,  # v3.1.1: keep the session on the broker
+            # v3.1.1 has no expiry: keep the session on the broker unless none is wanted.
+            clean_session=None if self.v5 else config.session_expiry_s == 0,
             manual_ack=True,
         )
         if username is not None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from linemon.config import BusConfig, ConfigError, PlantConfig, load_config
-from linemon.live_bus import EventBatch, LineState, Topics
+from linemon.live_bus import EngineStatus, EventBatch, LineState, Topics
 from linemon.model import MachineState, StateChanged
 from linemon.remote import LiveUnavailable, RemoteLinemon
 from linemon.roles import check_role, engine_config, parse_lines
@@ -98,7 +98,7 @@ def test_a_line_view_crosses_the_bus_unchanged(plant: PlantConfig, tmp_path: Pat
     engine = Engine(remote.config, NOW)
     view = engine.line_view("line-1", NOW)
     state = LineState(engine="e0", view=view, alerts=[], active=0, silences=[])
-    remote._on_message(remote.topics.view("line-1"), state.model_dump_json().encode())
+    remote._on_message(remote.topics.view("line-1"), state.model_dump_json().encode(), False)
     assert remote.engine.line_view("line-1", NOW) == view
     assert remote.engine.machine_view("press-1", NOW) == view.machines[0]
     assert remote.bus.stats.rejected == 0
@@ -109,7 +109,7 @@ def test_unknown_versions_and_garbage_are_counted_not_fatal(
     remote = _remote(plant, tmp_path)
     topic = remote.topics.view("line-1")
     for payload in (b'{"v": 2, "engine": "e9"}', b"not json", b"{}"):
-        remote._on_message(topic, payload)
+        remote._on_message(topic, payload, False)
     assert remote.bus.stats.rejected == 3
     assert remote.bus.stats.rejected_by_topic == {topic: 3}
     with pytest.raises(LiveUnavailable, match="no engine has published line 'line-1'"):
@@ -127,3 +127,23 @@ def test_topics_are_versioned_and_safe_for_any_site_name() -> None:
     topics = Topics.of("linemon", "Stuttgart Plant / Hall 2")
     assert topics.view("line-1") == "linemon/v1/Stuttgart-Plant-Hall-2/lines/line-1/view"
     assert topics.line_of(topics.commands("line-7")) == "line-7"
+
+
+def test_a_retained_view_or_an_offline_engine_is_not_live(plant: PlantConfig,
+                                                           tmp_path: Path) -> None:
+    """After a restart the broker replays the last view of an engine that may have died
+    hours ago: it is kept, but served only once a live publish confirms it."""
+    remote = _remote(plant, tmp_path)
+    view = Engine(remote.config, NOW).line_view("line-1", NOW)
+    payload = LineState(engine="e0", view=view, alerts=[], active=0,
+                        silences=[]).model_dump_json().encode()
+    remote._on_message(remote.topics.view("line-1"), payload, True)
+    with pytest.raises(LiveUnavailable, match="waiting for a live update"):
+        remote.engine.line_view("line-1", NOW)
+    assert remote.engine.states() == []
+    remote._on_message(remote.topics.view("line-1"), payload, False)
+    assert remote.engine.line_view("line-1", NOW) == view
+    offline = EngineStatus(engine="e0", lines=["line-1"], online=False, at=NOW)
+    remote._on_message(remote.topics.engine("e0"), offline.model_dump_json().encode(), True)
+    with pytest.raises(LiveUnavailable, match=r"\(e0\) is offline"):
+        remote.engine.line_view("line-1", NOW)
