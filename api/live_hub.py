@@ -41,6 +41,9 @@ from linemon.roles import Runtime
 log = logging.getLogger("linemon.api.live")
 MAX_PENDING_CHANGES = 200
 URGENT_GAP_S = 0.1
+# A stop's alert follows its state change within milliseconds (the engine's next tick):
+# waiting this long lets both go out in one push instead of the alert 0.1 s later.
+URGENT_COALESCE_S = 0.01
 URGENT_KINDS = {"state", "alert"}
 
 
@@ -126,10 +129,10 @@ class LineFeed:
             rush = self.rush.is_set()
             gap = min(URGENT_GAP_S, self.hub.min_interval_s) if rush else self.hub.min_interval_s
             wait = last + gap - time.monotonic()
-            if wait <= 0:
+            if wait <= 0 and not rush:
                 return
             if rush:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(max(wait, URGENT_COALESCE_S))
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.sources.base import SourceStats
@@ -19,8 +19,11 @@ from linemon.config import LineConfig, MachineConfig
 from linemon.model import Sample
 
 PLACEHOLDERS = {"{line}": "line", "{machine}": "machine"}
-# More than a broker redelivers at once (its in-flight window) or restores from a save.
-REMEMBER_PER_TOPIC = 4096
+# More than a broker redelivers at once: linemon asks for at most RECEIVE_MAXIMUM messages in
+# flight (MQTT 5), and a publisher's own re-send window is smaller still.
+REMEMBER_PER_TOPIC = 256
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 
 class JsonTopics:
@@ -91,17 +94,19 @@ class JsonTopics:
         seen = self._seen.get(topic)
         if seen is None:
             seen = self._seen[topic] = _Recent()
-        return not seen.add((seq, sample.source_ts))
+        # One int per message, not a tuple with a datetime: thousands of topics keep 256 each.
+        micros = (sample.source_ts - EPOCH) // MICROSECOND
+        return not seen.add((micros << 64) | (seq & 0xFFFF_FFFF_FFFF_FFFF))
 
 
 class _Recent:
     """The identities of the last REMEMBER_PER_TOPIC messages of one topic."""
 
     def __init__(self) -> None:
-        self._order: deque[tuple[int, datetime]] = deque()
-        self._members: set[tuple[int, datetime]] = set()
+        self._order: deque[int] = deque()
+        self._members: set[int] = set()
 
-    def add(self, key: tuple[int, datetime]) -> bool:
+    def add(self, key: int) -> bool:
         """Remember `key`; False if it was remembered already."""
         if key in self._members:
             return False

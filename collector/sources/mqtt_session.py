@@ -24,6 +24,7 @@ from collector.sources.base import SourceConfigError, SourceDisconnected
 from linemon.config import MqttSourceConfig
 
 QUEUE_SIZE = 10_000
+RECEIVE_MAXIMUM = 256  # unacknowledged messages the broker may have in flight to linemon
 _AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (v3 codes 4, 5 map here)
 
 
@@ -73,6 +74,7 @@ class MqttConnection:
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = cfg.session_expiry_s
+            props.ReceiveMaximum = RECEIVE_MAXIMUM  # bounds what a reconnect redelivers
             kwargs = {"clean_start": False, "properties": props}
         where = f"{cfg.host}:{cfg.port}"
         try:
