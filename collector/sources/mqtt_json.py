@@ -100,20 +100,20 @@ class JsonTopics:
 
 
 class _Recent:
-    """The identities of the last REMEMBER_PER_TOPIC messages of one topic."""
+    """The identities of the last REMEMBER_PER_TOPIC messages of one topic.
+
+    A bounded deque searched linearly (in C, ~1 µs for 256) instead of a deque plus a set:
+    the set's table tripled the memory, and there are thousands of topics.
+    """
 
     def __init__(self) -> None:
-        self._order: deque[int] = deque()
-        self._members: set[int] = set()
+        self._order: deque[int] = deque(maxlen=REMEMBER_PER_TOPIC)
 
     def add(self, key: int) -> bool:
         """Remember `key`; False if it was remembered already."""
-        if key in self._members:
+        if key in self._order:
             return False
         self._order.append(key)
-        self._members.add(key)
-        if len(self._order) > REMEMBER_PER_TOPIC:
-            self._members.discard(self._order.popleft())
         return True
 
 
