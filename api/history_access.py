@@ -15,7 +15,7 @@ from fastapi import HTTPException, Request
 
 from api.auth import Principal
 from collector.historian import HistoryQuery
-from collector.historian.query import MAX_LIMIT, decode_cursor
+from collector.historian.query import decode_cursor
 from linemon.config import LineConfig, MachineConfig
 from linemon.model import DowntimeCategory, DowntimeEvent
 from linemon.roles import Runtime
@@ -109,17 +109,10 @@ def _fits(value: object, kind: type) -> bool:
 async def all_downtime(q: HistoryQuery, *, start: datetime, end: datetime,
                        line: str | None = None, machine: str | None = None,
                        category: DowntimeCategory | None = None) -> list[DowntimeEvent]:
-    """Every stop that started in [start, end), paging through the store."""
-    out: list[DowntimeEvent] = []
-    cursor = None
-    while True:
-        with caller_errors():
-            page = await q.downtime_events(start=start, end=end, line=line, machine=machine,
-                                           category=category, limit=MAX_LIMIT, cursor=cursor,
-                                           order="start_asc")
-        out += page.items
-        if len(out) > MAX_EVENTS:
-            raise HTTPException(422, f"more than {MAX_EVENTS} stops in this range; narrow it")
-        if page.next_cursor is None:
-            return out
-        cursor = page.next_cursor
+    """Every stop that started in [start, end), oldest first, in one read of the store."""
+    with caller_errors():
+        out = await q.all_downtime_events(start=start, end=end, line=line, machine=machine,
+                                          category=category)
+    if len(out) > MAX_EVENTS:
+        raise HTTPException(422, f"more than {MAX_EVENTS} stops in this range; narrow it")
+    return out

@@ -40,9 +40,9 @@ from linemon.roles import Runtime
 
 log = logging.getLogger("linemon.api.live")
 MAX_PENDING_CHANGES = 200
-URGENT_GAP_S = 0.1
+URGENT_GAP_S = 0.05
 # A stop's alert follows its state change within milliseconds (the engine's next tick):
-# waiting this long lets both go out in one push instead of the alert 0.1 s later.
+# waiting this long lets both go out in one push instead of the alert one URGENT_GAP_S later.
 URGENT_COALESCE_S = 0.01
 URGENT_KINDS = {"state", "alert"}
 

@@ -29,7 +29,7 @@ async def live(websocket: WebSocket, line: str) -> None:
 
     Messages (text, JSON): `{"type": "snapshot", "seq", "changes": [...], "line": Line}`,
     the first at once, then one per second (a heartbeat, with whatever changed), and a
-    machine's state change or an alert change at once (at least 0.1 s apart). `changes`
+    machine's state change or an alert change at once (at least 0.05 s apart). `changes`
     lists state changes, stops and alert changes since the previous message.
     """
     try:

@@ -99,6 +99,13 @@ class HistoryQuery(Protocol):
         order: Order = "start_desc",
     ) -> Page[DowntimeEvent]: ...
 
+    async def all_downtime_events(
+        self, *, start: datetime, end: datetime, line: str | None = None,
+        machine: str | None = None, category: DowntimeCategory | str | None = None,
+    ) -> list[DowntimeEvent]:
+        """Every stop that started in the range, oldest first, in one read (analyses)."""
+        ...
+
     async def get_downtime(self, id: str) -> DowntimeEvent | None: ...
 
     async def code_downtime(
@@ -209,6 +216,13 @@ def decode_cursor(cursor: str, order: str) -> list[float | int | str]:
     if not ok:
         raise ValueError("invalid cursor (it belongs to another query or was altered)")
     return key
+
+
+def all_of(events: Iterable[DowntimeEvent], category: DowntimeCategory | str | None
+           ) -> list[DowntimeEvent]:
+    """`all_downtime_events` from the events read: the category's, oldest first."""
+    return sorted((ev for ev in events if category is None or ev.category == category),
+                  key=lambda ev: (ev.start, ev.id))
 
 
 def select_downtime(

@@ -129,6 +129,20 @@ async def test_downtime_filters(historian: Historian) -> None:
     assert d2 == downtimes()[1] and d2.micro_stop and d2.duration_s() == 20
 
 
+async def test_all_downtime_is_every_page_in_one_read(historian: Historian) -> None:
+    await seed(historian)
+    q = historian.query
+    window = {"start": BASE, "end": BASE + m(180)}
+    everything = await q.all_downtime_events(**window)
+    assert [e.id for e in everything] == ["d5", "d1", "d2", "d3", "d4"]
+    assert everything == (await q.downtime_events(**window, order="start_asc")).items
+    assert [e.id for e in await q.all_downtime_events(**window, machine="press-1")] == [
+        "d1", "d2"]
+    assert [e.id for e in await q.all_downtime_events(**window, line="line b")] == ["d5"]
+    assert [e.id for e in await q.all_downtime_events(**window, category="changeover")] == [
+        "d3"]
+
+
 async def test_downtime_pagination(historian: Historian) -> None:
     await seed(historian)
     q = historian.query

@@ -23,6 +23,7 @@ from ..query import (
     StateInterval,
     StateRow,
     align,
+    all_of,
     build_timeline,
     check_agg,
     check_every,
@@ -77,6 +78,20 @@ class InfluxQueryMixin:
         uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
         order: str = "start_desc",
     ) -> Page[DowntimeEvent]:
+        events = await self._downtime(start, end, line, machine)
+        return select_downtime(
+            events, now=self._clock(), reason_code=reason_code, category=category,
+            min_duration_s=min_duration_s, uncoded_only=uncoded_only, limit=limit,
+            cursor=cursor, order=order)
+
+    async def all_downtime_events(
+        self, *, start: datetime, end: datetime, line: str | None = None,
+        machine: str | None = None, category: DowntimeCategory | str | None = None,
+    ) -> list[DowntimeEvent]:
+        return all_of(await self._downtime(start, end, line, machine), category)
+
+    async def _downtime(self, start: datetime, end: datetime, line: str | None,
+                        machine: str | None) -> list[DowntimeEvent]:
         params = self._range(start, end)
         q = ('from(bucket: p_events) |> range(start: p_start, stop: p_stop)\n'
              '|> filter(fn: (r) => r._measurement == "downtime")\n')
@@ -87,11 +102,7 @@ class InfluxQueryMixin:
             q += "|> filter(fn: (r) => r.line == p_line)\n"
             params["p_line"] = line
         rows = await self.flux(q + PIVOT, params)
-        events = [downtime_from_row(r, _ts(r)) for r in rows if r.get("id") is not None]
-        return select_downtime(
-            events, now=self._clock(), reason_code=reason_code, category=category,
-            min_duration_s=min_duration_s, uncoded_only=uncoded_only, limit=limit,
-            cursor=cursor, order=order)
+        return [downtime_from_row(r, _ts(r)) for r in rows if r.get("id") is not None]
 
     async def get_downtime(self, id: str) -> DowntimeEvent | None:
         # Find the point by its id field, then read all its fields at that (series, time).

@@ -32,6 +32,7 @@ from ..query import (
     SeriesPoint,
     StateInterval,
     StateRow,
+    all_of,
     build_timeline,
     check_agg,
     check_every,
@@ -184,6 +185,20 @@ class SqliteStore:
         uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
         order: str = "start_desc",
     ) -> Page[DowntimeEvent]:
+        events = await self._downtime(start, end, line, machine)
+        return select_downtime(
+            events, now=self._clock(), reason_code=reason_code, category=category,
+            min_duration_s=min_duration_s, uncoded_only=uncoded_only, limit=limit,
+            cursor=cursor, order=order)
+
+    async def all_downtime_events(
+        self, *, start: datetime, end: datetime, line: str | None = None,
+        machine: str | None = None, category: DowntimeCategory | str | None = None,
+    ) -> list[DowntimeEvent]:
+        return all_of(await self._downtime(start, end, line, machine), category)
+
+    async def _downtime(self, start: datetime, end: datetime, line: str | None,
+                        machine: str | None) -> list[DowntimeEvent]:
         s, e = check_range(start, end)
         sql, params = "SELECT * FROM downtime WHERE ts_ns >= ? AND ts_ns < ?", [s, e]
         if machine is not None:
@@ -191,11 +206,7 @@ class SqliteStore:
         if line is not None:
             sql, params = sql + " AND line = ?", [*params, line]
         rows = await self._rows(DOWNTIME, sql, params)
-        events = [downtime_from_row(r, r["ts_ns"]) for r in rows]
-        return select_downtime(
-            events, now=self._clock(), reason_code=reason_code, category=category,
-            min_duration_s=min_duration_s, uncoded_only=uncoded_only, limit=limit,
-            cursor=cursor, order=order)
+        return [downtime_from_row(r, r["ts_ns"]) for r in rows]
 
     async def get_downtime(self, id: str) -> DowntimeEvent | None:
         rows = await self._rows(DOWNTIME, "SELECT * FROM downtime WHERE id = ? LIMIT 1", [id])
