@@ -18,6 +18,7 @@ from collector.historian.historian import Historian
 from collector.sources.base import Source, build_sources
 from collector.sources.supervisor import supervise
 from linemon.config import PlantConfig
+from linemon.listeners import Listeners
 from linemon.model import (
     Alert,
     AlertState,
@@ -71,7 +72,7 @@ class Linemon:
         self.notifier: Notifier | None = build_notifier(
             config.notifications, clock=clock, timezone=config.site.timezone,
             shift_at=self._shift_name)
-        self._listeners: list[asyncio.Queue[Event]] = []
+        self.listeners = Listeners()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self.started = asyncio.Event()
@@ -96,11 +97,7 @@ class Linemon:
         await self.historian.write_events(events)
         if any(isinstance(e, StateChanged) for e in events):
             self._wake.set()  # a stop's alert must not wait for the next tick
-        for queue in self._listeners:
-            for event in events:
-                if queue.full():
-                    queue.get_nowait()  # a slow listener loses its oldest events, not the engine
-                queue.put_nowait(event)
+        self.listeners.send(events)
 
     # --- what people do (the API calls these; scaled out, the line's engine does) -------
 
@@ -133,13 +130,10 @@ class Linemon:
         return after
 
     def listen(self, maxsize: int = 10_000) -> asyncio.Queue[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
-        self._listeners.append(queue)
-        return queue
+        return self.listeners.listen(maxsize)
 
     def unlisten(self, queue: asyncio.Queue[Event]) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(queue)
+        self.listeners.unlisten(queue)
 
     def _shift_name(self, at: datetime) -> str | None:
         shift = self.engine.calendar.shift_at(at)

@@ -24,6 +24,7 @@ from collector.sources.base import Source
 from linemon.app import AlertConflict, AlertNotFound, wall_clock
 from linemon.bus import Bus
 from linemon.config import BusConfig, PlantConfig
+from linemon.listeners import Listeners
 from linemon.live_bus import Command, EngineStatus, EventBatch, LineState, Reply, Topics
 from linemon.model import Alert, DowntimeEvent, Event, MachineState, Silence
 from rules.calendar import ShiftCalendar
@@ -151,7 +152,7 @@ class RemoteLinemon:
         self.notifier = None  # notifications go out from the engines
         self.engines: dict[str, EngineStatus] = {}
         self.started = asyncio.Event()
-        self._listeners: list[asyncio.Queue[Event]] = []
+        self.listeners = Listeners()
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._task: asyncio.Task[None] | None = None
         root = self.topics.root
@@ -210,26 +211,16 @@ class RemoteLinemon:
                     state = LineState.model_validate_json(payload)
                     self.engine.store(line, state, retained=retained)
             elif topic.endswith("/events"):
-                self._fan_out(EventBatch.model_validate_json(payload).decoded())
+                self.listeners.send(EventBatch.model_validate_json(payload).decoded())
         except ValidationError as err:
             self.bus.reject(topic, f"not a v1 message: {err.error_count()} problem(s), first: "
                             f"{err.errors()[0]['msg']}")
 
-    def _fan_out(self, events: list[Event]) -> None:
-        for queue in self._listeners:
-            for event in events:
-                if queue.full():
-                    queue.get_nowait()
-                queue.put_nowait(event)
-
     def listen(self, maxsize: int = 10_000) -> asyncio.Queue[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
-        self._listeners.append(queue)
-        return queue
+        return self.listeners.listen(maxsize)
 
     def unlisten(self, queue: asyncio.Queue[Event]) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(queue)
+        self.listeners.unlisten(queue)
 
     async def _ask(self, line: str, command: Command, timeout_s: float) -> Reply:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
