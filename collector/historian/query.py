@@ -22,7 +22,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, Protocol, TypeVar
@@ -218,13 +218,6 @@ def decode_cursor(cursor: str, order: str) -> list[float | int | str]:
     return key
 
 
-def all_of(events: Iterable[DowntimeEvent], category: DowntimeCategory | str | None
-           ) -> list[DowntimeEvent]:
-    """`all_downtime_events` from the events read: the category's, oldest first."""
-    return sorted((ev for ev in events if category is None or ev.category == category),
-                  key=lambda ev: (ev.start, ev.id))
-
-
 def select_downtime(
     events: Iterable[DowntimeEvent], *, now: datetime, reason_code: str | None = None,
     category: DowntimeCategory | str | None = None, min_duration_s: float | None = None,
@@ -251,6 +244,37 @@ def select_downtime(
     page = keyed[:limit]
     more = len(keyed) > limit
     return Page([ev for _, ev in page], encode_cursor(order, page[-1][0]) if more else None)
+
+
+class DowntimeReads:
+    """`downtime_events` and `all_downtime_events` for a backend, from its one read of the
+    stops that started in a range (`_downtime`); filtering, order and pages are shared."""
+
+    _clock: Callable[[], datetime]
+
+    async def _downtime(self, start: datetime, end: datetime, line: str | None,
+                        machine: str | None) -> list[DowntimeEvent]:
+        raise NotImplementedError
+
+    async def downtime_events(
+        self, *, start: datetime, end: datetime, line: str | None = None,
+        machine: str | None = None, reason_code: str | None = None,
+        category: DowntimeCategory | str | None = None, min_duration_s: float | None = None,
+        uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
+        order: str = "start_desc",
+    ) -> Page[DowntimeEvent]:
+        return select_downtime(
+            await self._downtime(start, end, line, machine), now=self._clock(),
+            reason_code=reason_code, category=category, min_duration_s=min_duration_s,
+            uncoded_only=uncoded_only, limit=limit, cursor=cursor, order=order)
+
+    async def all_downtime_events(
+        self, *, start: datetime, end: datetime, line: str | None = None,
+        machine: str | None = None, category: DowntimeCategory | str | None = None,
+    ) -> list[DowntimeEvent]:
+        events = await self._downtime(start, end, line, machine)
+        return sorted((ev for ev in events if category is None or ev.category == category),
+                      key=lambda ev: (ev.start, ev.id))
 
 
 # --- states and counts -----------------------------------------------------------------

@@ -12,25 +12,23 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from linemon.model import DowntimeCategory, DowntimeEvent, PartsProduced
+from linemon.model import DowntimeEvent, PartsProduced
 
 from ..query import (
     AuditEntry,
     CountBucket,
+    DowntimeReads,
     HistoryUnavailable,
-    Page,
     SeriesPoint,
     StateInterval,
     StateRow,
     align,
-    all_of,
     build_timeline,
     check_agg,
     check_every,
     check_range,
     code_downtime_via,
     fill_counts,
-    select_downtime,
 )
 from ..schema import (
     OeeSnapshot,
@@ -52,7 +50,7 @@ def _ts(row: dict[str, Any]) -> int:
     return to_ns(row["_time"])
 
 
-class InfluxQueryMixin:
+class InfluxQueryMixin(DowntimeReads):
     cfg: Any
     _clock: Callable[[], datetime]
     edit_sink: Any
@@ -70,25 +68,6 @@ class InfluxQueryMixin:
         s, e = check_range(start, end)
         return {"p_start": from_ns(s), "p_stop": from_ns(e),
                 "p_bucket": self.cfg.bucket, "p_events": self.cfg.downsampled_bucket}
-
-    async def downtime_events(
-        self, *, start: datetime, end: datetime, line: str | None = None,
-        machine: str | None = None, reason_code: str | None = None,
-        category: DowntimeCategory | str | None = None, min_duration_s: float | None = None,
-        uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
-        order: str = "start_desc",
-    ) -> Page[DowntimeEvent]:
-        events = await self._downtime(start, end, line, machine)
-        return select_downtime(
-            events, now=self._clock(), reason_code=reason_code, category=category,
-            min_duration_s=min_duration_s, uncoded_only=uncoded_only, limit=limit,
-            cursor=cursor, order=order)
-
-    async def all_downtime_events(
-        self, *, start: datetime, end: datetime, line: str | None = None,
-        machine: str | None = None, category: DowntimeCategory | str | None = None,
-    ) -> list[DowntimeEvent]:
-        return all_of(await self._downtime(start, end, line, machine), category)
 
     async def _downtime(self, start: datetime, end: datetime, line: str | None,
                         machine: str | None) -> list[DowntimeEvent]:

@@ -20,26 +20,24 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from linemon.model import DowntimeCategory, DowntimeEvent, PartsProduced
+from linemon.model import DowntimeEvent, PartsProduced
 
 from ..config import SqliteBackendConfig
 from ..lineprotocol import LineProtocolError, parse_line
 from ..query import (
     AuditEntry,
     CountBucket,
+    DowntimeReads,
     HistoryUnavailable,
-    Page,
     SeriesPoint,
     StateInterval,
     StateRow,
-    all_of,
     build_timeline,
     check_agg,
     check_every,
     check_range,
     code_downtime_via,
     fill_counts,
-    select_downtime,
 )
 from ..schema import (
     AUDIT,
@@ -61,7 +59,7 @@ R = TypeVar("R")
 PRUNE_EVERY_S = 3600.0
 
 
-class SqliteStore:
+class SqliteStore(DowntimeReads):
     def __init__(self, cfg: SqliteBackendConfig, *, clock: Callable[[], datetime],
                  edit_sink: Any = None) -> None:
         self.cfg = cfg
@@ -177,25 +175,6 @@ class SqliteStore:
             raise HistoryUnavailable(str(err)) from err
 
     # --- HistoryQuery ---------------------------------------------------------------
-
-    async def downtime_events(
-        self, *, start: datetime, end: datetime, line: str | None = None,
-        machine: str | None = None, reason_code: str | None = None,
-        category: DowntimeCategory | str | None = None, min_duration_s: float | None = None,
-        uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
-        order: str = "start_desc",
-    ) -> Page[DowntimeEvent]:
-        events = await self._downtime(start, end, line, machine)
-        return select_downtime(
-            events, now=self._clock(), reason_code=reason_code, category=category,
-            min_duration_s=min_duration_s, uncoded_only=uncoded_only, limit=limit,
-            cursor=cursor, order=order)
-
-    async def all_downtime_events(
-        self, *, start: datetime, end: datetime, line: str | None = None,
-        machine: str | None = None, category: DowntimeCategory | str | None = None,
-    ) -> list[DowntimeEvent]:
-        return all_of(await self._downtime(start, end, line, machine), category)
 
     async def _downtime(self, start: datetime, end: datetime, line: str | None,
                         machine: str | None) -> list[DowntimeEvent]:
