@@ -419,6 +419,14 @@ class PlantConfig(Strict):
     def machines(self) -> list[tuple[LineConfig, MachineConfig]]:
         return [(line, machine) for line in self.lines for machine in line.machines]
 
+    def silence_line(self, matchers: dict[str, str]) -> str | None:
+        """The line a silence names, directly or through its machine; None: a rule, anywhere
+        (or a machine this config does not have)."""
+        if "line" in matchers:
+            return matchers["line"]
+        machine = matchers.get("machine")
+        return next((ln.id for ln, m in self.machines() if m.id == machine), None)
+
 
 # --- loading and errors --------------------------------------------------------------
 

@@ -158,7 +158,7 @@ class EnginePublisher:
             return Reply(id=c.id, alert=await lm.acknowledge(c.fingerprint, c.by))
         if c.op == "silence" and c.silence is not None:
             s = c.silence
-            if self._silence_line(s.matchers) not in (None, line):
+            if lm.config.silence_line(s.matchers) not in (None, line):
                 return Reply(id=c.id, error="bad_command",
                              detail=f"the silence is not for line {line!r}")
             made = lm.engine.alerts.silence(s.matchers, s.starts_at, s.ends_at, s.created_by,
@@ -177,10 +177,3 @@ class EnginePublisher:
                 c.downtime_id, c.reason_code, c.reason_text, c.note, by=c.by, at=c.at)
             return Reply(id=c.id, downtime=after)
         return Reply(id=c.id, error="bad_command", detail=f"incomplete {c.op!r} command")
-
-    def _silence_line(self, matchers: dict[str, str]) -> str | None:
-        if "line" in matchers:
-            return matchers["line"]
-        machine = matchers.get("machine")
-        return next((ln.id for ln, m in self.linemon.config.machines() if m.id == machine),
-                    None)

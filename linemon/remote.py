@@ -124,9 +124,6 @@ class RemoteEngine:
     def states(self) -> list[tuple[str, str, MachineState]]:
         return [(m.line, m.machine, m.state) for s in self.fresh() for m in s.view.machines]
 
-    def line_of_machine(self, machine: str) -> str:
-        return self._machine_lines[machine]
-
     def line_holding(self, fingerprint: str) -> str | None:
         now = self.clock()
         return next((line for line, s in self.views.items()
@@ -297,11 +294,8 @@ class RemoteLinemon:
         return reply.downtime
 
     def _lines_for(self, matchers: dict[str, str]) -> list[str]:
-        if "line" in matchers:
-            return [matchers["line"]]
-        if "machine" in matchers:
-            return [self.engine.line_of_machine(matchers["machine"])]
-        return [line.id for line in self.config.lines]  # a rule, wherever it fires
+        line = self.config.silence_line(matchers)
+        return [ln.id for ln in self.config.lines] if line is None else [line]
 
 
 def _raise_for(reply: Reply) -> None:

@@ -99,15 +99,8 @@ async def expire_silence(silence_id: SilenceId, request: Request,
     return SilenceOut.of(ended, lm.clock())
 
 
-def _owner_line(lm: Runtime, matchers: dict[str, str]) -> str | None:
-    if "line" in matchers:
-        return matchers["line"]
-    machine = matchers.get("machine")
-    return next((ln.id for ln, m in lm.config.machines() if m.id == machine), None)
-
-
 def _silence_visible(lm: Runtime, who: Principal, matchers: dict[str, str]) -> bool:
-    line = _owner_line(lm, matchers)
+    line = lm.config.silence_line(matchers)
     return who.lines is None or (line is not None and who.may_see(line))
 
 
