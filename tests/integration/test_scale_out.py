@@ -170,14 +170,16 @@ async def test_api_serves_live_and_history_of_lines_run_by_two_engines(site: Sit
         await site.plant.stop_machine("press-1", reason=17, for_s=6)
         await site.plant.stop_machine("paint-1", reason=23, for_s=6)
 
-        async def paint_down_on_board() -> dict[str, Any] | None:
+        async def paint_stop_pushed() -> dict[str, Any] | None:
             message = json.loads(await asyncio.wait_for(board.recv(), 5))
-            states = {m["machine"]: m["state"] for m in message["line"]["machines"]}
-            return message if states["paint-1"] == "down" else None
+            changed = any(c["kind"] == "state" and c["machine"] == "paint-1"
+                          and c["state"] == "down" for c in message["changes"])
+            return message if changed else None
 
-        pushed = await eventually(paint_down_on_board, 20, "paint-1 down on the board")
-        assert any(c["kind"] == "state" and c["machine"] == "paint-1"
-                   for c in pushed["changes"]) or pushed["line"]["machines"]
+        # The push carrying the stop as a change also carries it in the snapshot.
+        pushed = await eventually(paint_stop_pushed, 20, "paint-1's stop pushed to the board")
+        states = {m["machine"]: m["state"] for m in pushed["line"]["machines"]}
+        assert states["paint-1"] == "down"
 
     async def press_down() -> bool:
         states = await _machine_states(site, "line-a")
