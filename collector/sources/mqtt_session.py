@@ -1,6 +1,9 @@
 """One MQTT connection (paho-mqtt 2.x) driven from the asyncio loop through paho's external-loop
 hooks: no paho thread, no paho reconnect behind the supervisor's back.
 
+paho talks through a BufferedSocket (mqtt_socket.py): one recv() feeds many packets and the
+PUBACKs of a batch leave in one send().
+
 Everything paho does after the TCP connect runs on the event loop thread, so acks need no
 locking. Messages are acknowledged only when the caller says so (manual ack), i.e. after
 they are spooled. When the queue passes its high-water mark the socket reader is paused: the
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -21,10 +25,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.sources.base import SourceConfigError, SourceDisconnected
+from collector.sources.mqtt_socket import BufferedClient, BufferedSocket
 from linemon.config import MqttSourceConfig
 
 QUEUE_SIZE = 10_000
 RECEIVE_MAXIMUM = 256  # unacknowledged messages the broker may have in flight to linemon
+PACKETS_PER_READ = 1000  # then the event loop gets a turn
 _AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (v3 codes 4, 5 map here)
 
 
@@ -34,17 +40,19 @@ class MqttConnection:
         self.config = config
         self.subscriptions = subscriptions
         self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self.queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()  # bounded by pausing reads
         self.lost = asyncio.Event()
         self.connected = asyncio.Event()
         self.session_present = False
         self.reason = "connection lost"
         self._refused: Exception | None = None
-        self._sock: Any = None
+        self._sock: BufferedSocket | None = None
         self._paused = False
+        self._write_due = False
         self._misc: asyncio.Task[None] | None = None
         self.v5 = config.protocol == "5"
-        self.client = mqtt.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=config.client_id or f"linemon-{config.name}",
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
@@ -66,7 +74,6 @@ class MqttConnection:
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
-        client.on_socket_unregister_write = self._on_unregister_write
 
     async def connect(self, timeout_s: float) -> None:
         cfg = self.config
@@ -106,6 +113,7 @@ class MqttConnection:
             self._paused = False
             if self._sock is not None:
                 self.loop.add_reader(self._sock, self._read)
+                self.loop.call_soon(self._read)  # bytes may wait in the socket's buffer
         if self.queue.empty():
             get = asyncio.ensure_future(self.queue.get())
             lost = asyncio.ensure_future(self.lost.wait())
@@ -135,6 +143,8 @@ class MqttConnection:
         with contextlib.suppress(Exception):
             self.client.disconnect()  # keeps the session: it expires after session_expiry_s
             self.client.loop_write()
+            if self._sock is not None:
+                self._sock.flush()
         self._forget_socket()
 
     async def _housekeeping(self) -> None:
@@ -148,30 +158,54 @@ class MqttConnection:
     # --- paho callbacks (all on the event loop, except the first socket open) ----------
 
     def _read(self) -> None:
-        rc = self.client.loop_read(max_packets=100)
-        if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
-            self._signal_lost(f"read failed: {mqtt.error_string(rc)}")
-            return
-        sock = self._sock
-        if not self._paused and isinstance(sock, ssl.SSLSocket) and sock.pending():
-            # Decrypted bytes wait inside the SSL object, where the selector cannot see them.
-            self.loop.call_soon(self._read)
+        # paho's loop_read() takes one packet per call whatever max_packets says; the rest
+        # of what one recv() brought waits in the socket's buffer.
+        for _ in range(PACKETS_PER_READ):
+            rc = self.client.loop_read()
+            if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+                self._signal_lost(f"read failed: {mqtt.error_string(rc)}")
+                return
+            sock = self._sock
+            if self._paused or sock is None or not sock.buffered():
+                return
+        self.loop.call_soon(self._read)
 
     def _write(self) -> None:
+        self._write_due = False
+        sock = self._sock
+        if sock is None:
+            return
         rc = self.client.loop_write()
         if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
             self._signal_lost(f"write failed: {mqtt.error_string(rc)}")
+            return
+        try:
+            done = sock.flush()
+        except OSError as err:
+            self._signal_lost(f"write failed: {err}")
+            return
+        if done:
+            self.loop.remove_writer(sock)
+        else:
+            self.loop.add_writer(sock, self._write)  # the kernel's buffer is full: wait
+
+    def _schedule_write(self) -> None:
+        # Everything paho queues during this loop turn (a batch of PUBACKs) leaves in one send.
+        if not self._write_due and self._sock is not None:
+            self._write_due = True
+            self.loop.call_soon(self._write)
 
     def _on_socket_open(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        raw = sock if isinstance(sock, socket.socket) else None
-        if raw is not None:
+        raw = sock.sock if isinstance(sock, BufferedSocket) else sock
+        if isinstance(raw, socket.socket):
             # Nagle would add up to 40 ms to small PUBACKs and publishes.
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.loop.call_soon_threadsafe(self._attach, sock)
 
-    def _attach(self, sock: Any) -> None:
+    def _attach(self, sock: BufferedSocket) -> None:
         self._sock = sock
         self.loop.add_reader(sock, self._read)
+        self._schedule_write()  # CONNECT was queued before the socket was ours
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
         self._forget_socket()
@@ -183,21 +217,11 @@ class MqttConnection:
             self.loop.remove_writer(self._sock)
             self._sock = None
 
-    def _on_register_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        self.loop.call_soon_threadsafe(self._want_write, sock, True)
-
-    def _on_unregister_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        self.loop.call_soon_threadsafe(self._want_write, sock, False)
-
-    def _want_write(self, sock: Any, wanted: bool) -> None:
-        if sock is not self._sock and self._sock is not None:
-            return  # a socket of the past
-        if sock.fileno() < 0:
-            return  # closed since paho asked
-        if wanted:
-            self.loop.add_writer(sock, self._write)
-        else:
-            self.loop.remove_writer(sock)
+    def _on_register_write(self, _client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._schedule_write()
+        else:  # paho's connect() runs in a worker thread
+            self.loop.call_soon_threadsafe(self._schedule_write)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any,
                     _props: Any) -> None:

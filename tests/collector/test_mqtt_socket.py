@@ -1,0 +1,184 @@
+"""The buffered paho socket and the property-less PUBLISH fast path, against a real mosquitto.
+
+The collector's MQTT connection reads many packets per recv(), sends a batch's PUBACKs in
+one send() and decodes MQTT 5 PUBLISH packets without properties itself. These tests check
+what that must not change: every message arrives whole and in order (with and without
+properties, QoS 0 and 1, retained, larger than one read), acknowledged messages are not
+redelivered and unacknowledged ones are, and reads paused on a full queue resume with the
+bytes already buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collector.sources import mqtt_session
+from collector.sources.mqtt_session import MqttConnection
+from collector.sources.mqtt_socket import READ_SIZE
+from linemon.config import MqttSourceConfig
+from tests.support.services import Mosquitto
+
+
+def config(port: int, client_id: str, qos: int = 1) -> MqttSourceConfig:
+    return MqttSourceConfig(kind="mqtt", name="m", port=port, client_id=client_id, qos=qos,
+                            session_expiry_s=600)
+
+
+def publisher(port: int) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub", protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def publish_all(client: mqtt.Client, items: list[tuple[str, bytes, int, bool, Properties | None]]
+                ) -> None:
+    infos = [client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+             for topic, payload, qos, retain, props in items]
+    for info in infos:
+        info.wait_for_publish(10)
+
+
+async def receive(conn: MqttConnection, count: int, timeout_s: float = 20
+                  ) -> list[mqtt.MQTTMessage]:
+    got: list[mqtt.MQTTMessage] = []
+    async with asyncio.timeout(timeout_s):
+        while len(got) < count:
+            batch = await conn.next_batch(500)
+            got += batch
+            conn.ack(batch)
+    return got
+
+
+async def quiet(conn: MqttConnection, wait_s: float = 1.0) -> list[mqtt.MQTTMessage]:
+    """Whatever arrives within wait_s (redeliveries)."""
+    try:
+        async with asyncio.timeout(wait_s):
+            return await conn.next_batch(1000)
+    except TimeoutError:
+        return []
+
+
+def test_the_paho_internals_we_override_are_still_there() -> None:
+    # BufferedClient overrides these paho 2.x internals; a paho release without them would
+    # silently bypass the buffering and the fast path.
+    assert callable(getattr(mqtt.Client, "_create_socket", None))
+    assert callable(getattr(mqtt.Client, "_handle_publish", None))
+    assert callable(getattr(mqtt.Client, "_handle_on_message", None))
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    assert {"command", "packet"} <= set(client._in_packet)
+
+
+async def test_messages_with_and_without_properties_arrive_whole_and_in_order(
+        mosquitto: Mosquitto) -> None:
+    conn = MqttConnection(config(mosquitto.port, "sock-order", qos=1), ["plant/#"], None, None)
+    await conn.connect(10)
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = "application/json"
+    props.UserProperty = ("site", "north")
+    big = bytes(range(256)) * (3 * READ_SIZE // 256 + 7)  # spans several reads
+    items: list[tuple[str, bytes, int, bool, Properties | None]] = []
+    for i in range(600):
+        items.append((f"plant/l1/m{i % 7}/s", f'{{"seq": {i}}}'.encode(), i % 2, False,
+                      props if i % 5 == 0 else None))
+    items.insert(300, ("plant/l1/big/s", big, 1, False, None))
+    items.append(("plant/l1/kept/s", b"retained", 1, True, None))
+    pub = publisher(mosquitto.port)
+    try:
+        publish_all(pub, items)
+        got = await receive(conn, len(items))
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        await conn.close()
+    for qos in (0, 1):  # MQTT keeps the order within a QoS, not across them
+        assert ([(m.topic, m.payload) for m in got if m.qos == qos]
+                == [(t, p) for t, p, q, _, _ in items if q == qos])
+    sent_props = {p for _, p, _, _, props in items if props is not None}
+    with_props = [m for m in got if m.payload in sent_props]
+    assert len(with_props) == len(sent_props)
+    assert all(m.properties.ContentType == "application/json" for m in with_props)
+    assert all(m.properties.UserProperty == [("site", "north")] for m in with_props)
+    assert [m.retain for m in got[-1:]] == [False]  # live delivery of a retained publish
+
+
+async def test_acknowledged_messages_are_not_redelivered_and_the_rest_are(
+        mosquitto: Mosquitto) -> None:
+    cfg = config(mosquitto.port, "sock-acks")
+    conn = MqttConnection(cfg, ["plant/#"], None, None)
+    await conn.connect(10)
+    await conn.close()  # the session stays on the broker and queues what follows
+    pub = publisher(mosquitto.port)
+    try:
+        publish_all(pub, [(f"plant/l1/m1/s{i}", str(i).encode(), 1, False, None)
+                          for i in range(400)])
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+
+    conn = MqttConnection(cfg, ["plant/#"], None, None)
+    await conn.connect(10)
+    first: list[mqtt.MQTTMessage] = []
+    async with asyncio.timeout(20):
+        while len(first) < 400:
+            batch = await conn.next_batch(1000)
+            first += batch
+            conn.ack([m for m in batch if int(m.payload) < 300])  # the last 100 are not
+    await asyncio.sleep(0.5)  # the coalesced PUBACKs leave on the next loop turns
+    await conn.close()
+
+    conn = MqttConnection(cfg, ["plant/#"], None, None)
+    await conn.connect(10)
+    try:
+        again = await receive(conn, 100)
+        extra = await quiet(conn)
+    finally:
+        await conn.close()
+    assert sorted(int(m.payload) for m in again) == list(range(300, 400))
+    assert all(m.dup for m in again)
+    assert extra == []
+
+
+async def test_reads_paused_on_a_full_queue_resume_with_the_buffered_bytes(
+        mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mqtt_session, "QUEUE_SIZE", 20)
+    cfg = config(mosquitto.port, "sock-pause", qos=0)
+    conn = MqttConnection(cfg, ["plant/#"], None, None)
+    await conn.connect(10)
+    pub = publisher(mosquitto.port)
+    try:
+        publish_all(pub, [("plant/l1/m1/s", str(i).encode(), 0, False, None)
+                          for i in range(2000)])
+        await asyncio.sleep(1.0)  # the reader pauses meanwhile
+        paused_at = conn.queue.qsize()  # reading stopped at the high-water mark
+        got = await receive(conn, 2000)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        await conn.close()
+    assert 20 <= paused_at < 2000
+    assert [int(m.payload) for m in got] == list(range(2000))
+
+
+async def test_a_large_message_split_over_reads_arrives_whole(tmp_path: Path,
+                                                              mosquitto: Mosquitto) -> None:
+    conn = MqttConnection(config(mosquitto.port, "sock-big"), ["plant/#"], None, None)
+    await conn.connect(10)
+    payload = b"x" * (5 * READ_SIZE + 123)
+    pub = publisher(mosquitto.port)
+    try:
+        publish_all(pub, [("plant/a/b/c", payload, 1, False, None),
+                          ("plant/a/b/d", b"after", 1, False, None)])
+        got = await receive(conn, 2)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        await conn.close()
+    assert [(m.topic, len(m.payload)) for m in got] == [("plant/a/b/c", len(payload)),
+                                                         ("plant/a/b/d", 5)]
