@@ -147,3 +147,184 @@ async def test_kill_9_loses_nothing_that_put_confirmed(tmp_path: Path) -> None:
     await spool.close()
     assert len(seqs) == len(set(seqs))
     assert set(range(confirmed)) <= set(seqs)
+
+
+# --- chunked storage: one row per run of records, records still acked one by one --------
+
+
+def budget_bytes(records: list[Record]) -> int:
+    return sum(len(r.lp.encode()) + RECORD_OVERHEAD for r in records)
+
+
+async def test_partial_ack_of_a_chunk_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    spool = await open_spool(path)
+    recs = [sample(i) for i in range(10)]
+    assert await spool.put(recs) == list(range(1, 11))  # one put: one chunk
+    assert [r.id for r in await spool.peek(4)] == [1, 2, 3, 4]  # the limit cuts the chunk
+    assert await spool.ack([1, 2, 3, 4]) == 4
+    assert await spool.ack([3, 4]) == 0  # acked twice: counted once
+    assert not await spool.any_left(max_id=4)
+    assert await spool.any_left(max_id=5)
+    assert await spool.remaining(max_id=7) == 3
+    assert await spool.ack([6, 9]) == 2  # holes inside what is left
+    c = spool.counters()
+    assert (c.depth, c.bytes, c.acked) == (4, budget_bytes([recs[i] for i in (4, 6, 7, 9)]), 6)
+    await spool.close()
+
+    spool = await open_spool(path)  # only the records never acked come back, once each
+    assert [r.id for r in await spool.peek(100)] == [5, 7, 8, 10]
+    assert [r.lp for r in await spool.peek(2, min_id=6)] == [recs[6].lp, recs[7].lp]
+    assert await spool.oldest_ts("sample") == 4
+    c = spool.counters()
+    assert (c.depth, c.bytes) == (4, budget_bytes([recs[i] for i in (4, 6, 7, 9)]))
+    assert await spool.ack([5, 7, 8, 10]) == 4  # the chunk's last records: it is gone
+    assert await spool.peek(100) == [] and spool.counters().bytes == 0
+    assert await spool.put([sample(11)]) == [11]
+    await spool.close()
+
+
+async def test_quarantine_of_one_record_inside_a_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    spool = await open_spool(path)
+    lf = Record('state,machine=m1 note="two\nlines" 7', "event", True, 7)  # LF in a string
+    recs = [sample(1), sample(2), lf, sample(4)]
+    await spool.put([sample(0), *recs])  # chunks: samples 1-3, event 4, sample 5
+    await spool.put([sample(5), sample(6)])  # chunk 6-7
+    assert await spool.quarantine([(3, "bad"), (4, "bad lf"), (99, "not there")]) == 2
+    assert [(q.id, q.lp) for q in await spool.list_quarantine()] == [(3, sample(2).lp),
+                                                                      (4, lf.lp)]
+    await spool.close()
+
+    spool = await open_spool(path)
+    assert [r.id for r in await spool.peek(100)] == [1, 2, 5, 6, 7]
+    assert spool.counters().quarantined == 2
+    assert spool.counters().bytes == budget_bytes([sample(i) for i in (0, 1, 4, 5, 6)])
+    assert await spool.retry_quarantine([4]) == [8]
+    got = await spool.peek(100, kind="event")
+    assert [(r.id, r.lp, r.priority, r.ts_ns) for r in got] == [(8, lf.lp, True, 7)]
+    assert await spool.remaining(ids=[1, 3, 4, 8]) == 2
+    await spool.close()
+
+
+async def test_budget_drops_count_records_across_chunks(tmp_path: Path) -> None:
+    size = len(sample(100).lp) + RECORD_OVERHEAD  # every sample below has this size
+    budget = 30 * size + 3 * (len(event(0).lp) + RECORD_OVERHEAD)
+    spool = await open_spool(tmp_path / "s.sqlite", max_bytes=budget)
+    for n in range(3):  # three plain chunks of 10, an event chunk after each
+        await spool.put([sample(100 + 10 * n + i) for i in range(10)])
+        await spool.put([event(n)])
+    await spool.ack([2])  # a hole in the oldest chunk: room for one sample
+    c = spool.counters()
+    assert c.dropped == {} and c.depth == 32
+    # 12 new samples, 11 too many: the 9 left of the first chunk go (one row), then the
+    # 2 oldest of the second chunk (marked gone in it); events stay.
+    await spool.put([sample(200 + i) for i in range(12)])
+    c = spool.counters()
+    assert c.dropped == {"spool_full": 11}
+    samples = [r.ts_ns for r in await spool.peek(100, kind="sample")]
+    assert samples == list(range(112, 130)) + list(range(200, 212))
+    assert len(await spool.peek(100, kind="event")) == 3
+    assert (c.depth, c.bytes, c.over_budget) == (33, budget, False)
+    await spool.close()
+
+    spool = await open_spool(tmp_path / "s.sqlite", max_bytes=budget)
+    assert (spool.counters().depth, spool.counters().bytes) == (33, budget)
+    await spool.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE record(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, priority INTEGER NOT NULL,
+    ts_ns INTEGER NOT NULL, nbytes INTEGER NOT NULL, lp TEXT NOT NULL);
+CREATE INDEX record_kind ON record(kind, id);
+CREATE INDEX record_plain ON record(priority, id);
+CREATE TABLE quarantine(
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, priority INTEGER NOT NULL,
+    ts_ns INTEGER NOT NULL, lp TEXT NOT NULL, error TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+async def test_a_spool_of_the_row_per_record_format_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    old = {i: sample(i) for i in range(1, 8)} | {8: event(8), 9: event(9)}
+    old |= {i: sample(i) for i in range(12, 15)}
+    del old[4]  # ids 4, 10 and 11 were acked, 15-20 too (the sequence is at 20)
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+        conn.executemany("INSERT INTO record VALUES(?, ?, ?, ?, ?, ?)",
+                         [(i, r.kind, int(r.priority), r.ts_ns, len(r.lp) + RECORD_OVERHEAD,
+                           r.lp) for i, r in old.items()])
+        conn.execute("UPDATE sqlite_sequence SET seq=20 WHERE name='record'")
+        conn.execute("INSERT INTO quarantine VALUES(3, 'sample', 0, 3, 'bad', 'err', 1.0)")
+        conn.execute("INSERT INTO meta VALUES('downsample_watermark', '42')")
+    conn.close()
+
+    spool = await open_spool(path)
+    got = await spool.peek(100)
+    assert [(r.id, r.lp, r.kind, r.priority, r.ts_ns) for r in got] == [
+        (i, r.lp, r.kind, r.priority, r.ts_ns) for i, r in old.items()]
+    assert [r.id for r in await spool.peek(100, kind="event")] == [8, 9]
+    c = spool.counters()
+    assert (c.depth, c.bytes, c.quarantined) == (len(old), budget_bytes(list(old.values())), 1)
+    assert await spool.get_meta("downsample_watermark") == "42"
+    assert await spool.max_id() == 20
+    assert await spool.put([sample(21)]) == [21]  # acked ids are not handed out again
+    assert await spool.ack([5, 6]) == 2  # records of a migrated chunk ack one by one
+    await spool.close()
+
+    with sqlite3.connect(path) as conn:
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert "record" not in tables
+    spool = await open_spool(path)  # the second open finds nothing to migrate
+    assert [r.id for r in await spool.peek(100)] == [1, 2, 3, 7, 8, 9, 12, 13, 14, 21]
+    await spool.close()
+
+
+async def test_random_operations_match_a_plain_model(tmp_path: Path) -> None:
+    """Puts, peeks, partial acks, quarantines and restarts against a dict of what must be
+    spooled: nothing lost, nothing twice, counters right."""
+    import random
+
+    rnd = random.Random(7)
+    path = tmp_path / "s.sqlite"
+    spool = await open_spool(path)
+    model: dict[int, Record] = {}
+    for step in range(150):
+        op = rnd.random()
+        if op < 0.35:
+            recs = [sample(rnd.randrange(10**6)) if rnd.random() < 0.8 else event(step)
+                    for _ in range(rnd.randrange(1, 40))]
+            model |= dict(zip(await spool.put(recs), recs, strict=True))
+        elif op < 0.6:
+            kind = rnd.choice([None, "sample", "event"])
+            low = rnd.randrange(0, max(model, default=0) + 2)
+            got = await spool.peek(rnd.randrange(1, 50), kind=kind, min_id=low)
+            want = [i for i in sorted(model) if i >= low and kind in (None, model[i].kind)]
+            assert [r.id for r in got] == want[:len(got)] and len(got) == min(len(want),
+                                                                               len(got))
+            assert [r.lp for r in got] == [model[r.id].lp for r in got]
+            if got:
+                done = [r.id for r in got[:rnd.randrange(1, len(got) + 1)]]
+                assert await spool.ack(done) == len(done)
+                for i in done:
+                    del model[i]
+        elif op < 0.7 and model:
+            victim = rnd.choice(sorted(model))
+            assert await spool.quarantine([(victim, "rejected")]) == 1
+            del model[victim]
+        elif op < 0.8:
+            await spool.close()
+            spool = await open_spool(path)
+        else:
+            top = rnd.randrange(0, max(model, default=0) + 2)
+            assert await spool.remaining(max_id=top) == sum(1 for i in model if i <= top)
+            assert await spool.any_left(max_id=top) == any(i <= top for i in model)
+        c = spool.counters()
+        assert (c.depth, c.bytes) == (len(model), budget_bytes(list(model.values())))
+    assert [r.id for r in await spool.peek(10**6)] == sorted(model)
+    await spool.close()
