@@ -1,5 +1,6 @@
-"""What the durable spool costs per record: the row-per-record SQLite side (git HEAD's
-spool_db.py, or --old-rev) against the chunked one in the working tree, same run.
+"""What the durable spool costs per record: the row-per-record SQLite side (spool_db.py
+as of OLD_REV, the commit before the chunks, or --old-rev) against the chunked one in the
+working tree, same run.
 
     python -m bench.spool_cost [--records 20000] [--reps 3] [--peek 2500] [--dir DIR]
 
@@ -31,6 +32,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("put100", "put1000", "peek", "ack")
+
+
+OLD_REV = "edcb7a3^"  # the last row-per-record spool
 
 
 def load_old(rev: str, into: Path) -> ModuleType:
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--records", type=int, default=20_000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--peek", type=int, default=2500, help="peek limit (the forwarder batch)")
-    ap.add_argument("--old-rev", default="HEAD")
+    ap.add_argument("--old-rev", default=OLD_REV)
     ap.add_argument("--dir", type=Path, default=None, help="where the files go (a real disk)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
