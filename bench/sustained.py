@@ -19,7 +19,9 @@ with a key). Measured in that run:
    it, which splits the figure into tick wait and push wait). Under load, then idle.
 5. live API: GET /api/v1/lines/line-1 open loop at 200 and 500 requests/s (bench/httpload.py,
    8 keep-alive connections, latency from the scheduled time), 5 interleaved reps each
-   during the load; then closed-loop saturation against the same route and against a
+   during the load, interleaved with 200 requests/s against the pre-serialized ceiling app
+   (bench/ceiling_app.py, running through the load): what this busy machine allows any
+   Python API process at all; then closed-loop saturation against the same route and against a
    pre-serialized `Response(bytes)` FastAPI app under the same uvicorn settings
    (bench/ceiling_app.py), 5 interleaved reps, with the load stopped.
 6. RSS growth: mean RSS of linemon in the first minute vs the last minute of the load.
@@ -77,6 +79,7 @@ KEY_ENV = "LINEMON_BENCH_API_KEY"
 SAMPLE_EVERY_S = 5.0
 CPU_WINDOW_S = 30.0
 HTTP_RATES = (200, 500)
+CEILING_RATE = 200  # the ceiling app's open loop during the load
 DRAIN_MAX_S = 45.0
 SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 HTTP_REPS = 5
@@ -258,21 +261,32 @@ async def httpload(port: int, path: str, key: str | None, wd: Path, mode: str, s
 
 
 async def http_phases(lm: Linemon, key: str, wd: Path, phase_s: float, reps: int,
-                      windows: list[tuple[float, float]], began: list[float]
-                      ) -> dict[int, list[dict[str, Any]]]:
+                      windows: list[tuple[float, float]], began: list[float], ceiling_port: int
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Keys: the rate against linemon ("200", "500") and "ceiling" (CEILING_RATE)."""
     path = f"/api/v1/lines/{LIVE_LINE}"
 
-    def case(rate: int) -> Any:
+    def case(port: int, route: str, k: str | None, rate: int) -> Any:
         async def go() -> dict[str, Any]:
             t0 = time.monotonic() - began[0]
-            result = await httpload(lm.port, path, key, wd, "open", phase_s, rate)
+            result = await httpload(port, route, k, wd, "open", phase_s, rate)
             windows.append((t0, time.monotonic() - began[0]))
             await asyncio.sleep(3.0)  # let the process settle between phases
             return result
         return go
 
-    found = await interleave_async(reps, {str(r): case(r) for r in HTTP_RATES})
-    return {int(r): v for r, v in found.items()}
+    cases = {str(r): case(lm.port, path, key, r) for r in HTTP_RATES}
+    cases["ceiling"] = case(ceiling_port, "/ceiling", None, CEILING_RATE)
+    return await interleave_async(reps, cases)
+
+
+def start_ceiling(wd: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The pre-serialized app serving the line snapshot saturation() saved."""
+    port = free_port()
+    proc = spawn([sys.executable, "-m", "bench.ceiling_app", "--port", str(port),
+                  "--body", str(wd / "snapshot.json")])
+    wait_for_port(port, 20)
+    return proc, port
 
 
 async def saturation(lm: Linemon, key: str, wd: Path, seconds: float, reps: int
@@ -281,12 +295,8 @@ async def saturation(lm: Linemon, key: str, wd: Path, seconds: float, reps: int
                                  headers={"Authorization": f"Bearer {key}"}) as http:
         body = (await http.get(f"/api/v1/lines/{LIVE_LINE}")).content
     (wd / "snapshot.json").write_bytes(body)
-    port = free_port()
-    ceiling = spawn([sys.executable, "-m", "bench.ceiling_app", "--port", str(port),
-                     "--body", str(wd / "snapshot.json")])
+    ceiling, port = await asyncio.to_thread(start_ceiling, wd)
     try:
-        await asyncio.to_thread(wait_for_port, port, 20)
-
         async def rps(p: int, path: str, k: str | None) -> float:
             r = await httpload(p, path, k, wd, "closed", seconds)
             return len(r["latencies_ms"]) / r["seconds"]
@@ -388,8 +398,13 @@ async def run(minutes: float, rate: int = RATE) -> dict[str, Any]:
                 began[0] = time.monotonic()
                 mon_task = asyncio.create_task(monitor(lm, http, began, samples, stop_mon))
                 await asyncio.sleep(warmup_s)
-                http_results = await http_phases(lm, key, wd, phase_s, HTTP_REPS, windows,
-                                                 began)
+                ceiling, ceiling_port = await asyncio.to_thread(start_ceiling, wd)
+                try:
+                    http_results = await http_phases(lm, key, wd, phase_s, HTTP_REPS, windows,
+                                                     began, ceiling_port)
+                finally:
+                    ceiling.terminate()
+                    ceiling.wait(10)
                 await asyncio.to_thread(lambda: [p.wait() for p in pubs])
                 load_end = time.monotonic() - began[0]
                 wall1 = time.time()
@@ -432,7 +447,7 @@ def rate_between(samples: list[Sample], a: float, b: float) -> float | None:
 def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
             counts: dict[tuple[str, str], int], samples: list[Sample], load_end: float,
             windows: list[tuple[float, float]], warmup_s: float, drain_s: float, probe: Probe,
-            http_results: dict[int, list[dict[str, Any]]], sat: dict[str, list[float]],
+            http_results: dict[str, list[dict[str, Any]]], sat: dict[str, list[float]],
             wall_s: float, rate: int, received: int, broker_stats: dict[str, int]
             ) -> dict[str, Any]:
     signal_of = {name: sig for sig, (name, _) in TAGS.items()}
@@ -545,20 +560,24 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
 
     fig5: dict[str, Any] = {}
     rows = []
-    for rate, reps in http_results.items():
+    for case, reps in http_results.items():
         p99s = [Stats.of(r["latencies_ms"]).p99 for r in reps if r["latencies_ms"]]
         pooled = [v for r in reps for v in r["latencies_ms"]]
         errors = sum(r["errors"] for r in reps) + sum(
             n for r in reps for s, n in r["statuses"].items() if s != "200")
         st, pst = Stats.of(p99s), Stats.of(pooled)
-        fig5[f"open_{rate}rps"] = {"p99_per_rep": st.as_dict(), "pooled": pst.as_dict(),
-                                    "errors": errors, "reps": len(reps),
-                                    "client_late_ms_max": max(r["late_ms_max"] for r in reps)}
-        rows.append([f"{rate} req/s open loop", len(reps), st.spread("{:.1f}"),
-                     f"{pst.p50:.1f}", f"{pst.p999:.1f}", errors])
-    print_table("figure 5: GET /api/v1/lines/line-1 during the load (ms from the scheduled "
-                "time; 8 connections)", ["load", "reps", "p99 median (min..max)",
-                                          "pooled p50", "pooled p999", "errors"], rows)
+        name = ("open_ceiling_200rps" if case == "ceiling" else f"open_{case}rps")
+        fig5[name] = {"p99_per_rep": st.as_dict(), "pooled": pst.as_dict(),
+                      "errors": errors, "reps": len(reps),
+                      "client_late_ms_max": max(r["late_ms_max"] for r in reps)}
+        what = (f"{CEILING_RATE} req/s, pre-serialized ceiling app" if case == "ceiling"
+                else f"{case} req/s, linemon")
+        rows.append([what, len(reps), st.spread("{:.1f}"), f"{pst.p50:.1f}", f"{pst.p999:.1f}",
+                     errors])
+    print_table("figure 5: GET /api/v1/lines/line-1 (and the ceiling app's /ceiling) during "
+                "the load, open loop (ms from the scheduled time; 8 connections)",
+                ["load", "reps", "p99 median (min..max)", "pooled p50", "pooled p999",
+                 "errors"], rows)
     lin, ceil = Stats.of(sat["linemon"]), Stats.of(sat["ceiling"])
     ratios = [a / b for a, b in zip(sat["linemon"], sat["ceiling"], strict=True)]
     fig5["saturation"] = {"linemon_rps": lin.as_dict(), "ceiling_rps": ceil.as_dict(),

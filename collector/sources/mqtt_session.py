@@ -30,7 +30,7 @@ from linemon.config import MqttSourceConfig
 
 QUEUE_SIZE = 10_000
 RECEIVE_MAXIMUM = 256  # unacknowledged messages the broker may have in flight to linemon
-PACKETS_PER_READ = 1000  # then the event loop gets a turn
+PACKETS_PER_READ = 256  # then the event loop gets a turn (~2 ms of packets)
 _AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (v3 codes 4, 5 map here)
 
 
