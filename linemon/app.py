@@ -81,11 +81,7 @@ class Linemon:
 
     async def ingest(self, samples: list[Sample]) -> None:
         await self.historian.write_samples(samples)
-        now = self.clock()
-        events: list[Event] = []
-        for sample in samples:
-            events += self.engine.on_sample(sample, now)
-        await self._publish(events)
+        await self._publish(self.engine.on_samples(samples, self.clock()))
 
     async def publish(self, events: list[Event]) -> None:
         """Events made outside the pipeline (a person's acknowledgement) go the same way."""

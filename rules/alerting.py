@@ -66,6 +66,8 @@ class AlertEngine:
                 self.process_charts.setdefault(key, []).append(chart)
             else:
                 self.reject_charts.setdefault(chart_config.machine, []).append(chart)
+        # The (machine, signal) pairs on_sample passes on to a threshold or a chart.
+        self._watched = frozenset(self.thresholds) | frozenset(self.process_charts)
         self.book = AlertBook([MACHINE_DOWN, LINE_STOPPED], rules.resolved_retention_s)
         self._now: datetime | None = None
 
@@ -89,14 +91,17 @@ class AlertEngine:
             pass  # the state changes around a stop already tell the stop watch everything
 
     def on_sample(self, sample: Sample, now: datetime) -> None:
-        self._advance(now)
+        if now is not self._now:  # the same `now` again (a batch shares one) advances nothing
+            self._advance(now)
         self.stale.seen(sample)
+        key = (sample.machine, sample.signal)
+        if key not in self._watched:
+            return  # no rule watches or plots this signal: most samples end here
         if self._late(sample.source_ts):
             return
         value = numeric(sample)
         if value is None:
             return
-        key = (sample.machine, sample.signal)
         for watch in self.thresholds.get(key, ()):
             watch.on_value(sample.source_ts, value)
         for chart in self.process_charts.get(key, ()):

@@ -48,6 +48,14 @@ class DefectSpikeDetector:
         self._rejects: list[int] = [0]
         self.since: datetime | None = None  # when the current spike began
         self.last: SpikeVerdict | None = None
+        # What _judge needs of the (frozen) config in every call, made once.
+        self._baseline_span = timedelta(seconds=config.baseline_window_s)
+        self._window_span = timedelta(seconds=config.window_s)
+        self._parts_name = f"last {config.window_parts} parts"
+        self._time_name = f"last {config.window_s:g} s"
+        self._too_few = f"fewer than {config.min_parts} parts"
+        # The last verdict and the window sums it was judged on (see _judge).
+        self._judged: tuple[tuple[int, int, int, int, float | None], SpikeVerdict] | None = None
 
     def add(self, at: datetime, good: int, reject: int) -> None:
         if good + reject <= 0:
@@ -60,8 +68,8 @@ class DefectSpikeDetector:
         self.evaluate(at)  # a spike begins at the part that tips it, not at the next tick
 
     def evaluate(self, now: datetime) -> SpikeVerdict:
-        self._prune(now)
-        verdict = self._judge(now)
+        first = self._prune(now)
+        verdict = self._judge(now, first)
         if verdict.spiking and self.since is None:
             self.since = now
         elif not verdict.spiking:
@@ -71,27 +79,42 @@ class DefectSpikeDetector:
 
     # --- windows ---------------------------------------------------------------------
 
-    def _judge(self, now: datetime) -> SpikeVerdict:
+    def _judge(self, now: datetime, first: int) -> SpikeVerdict:
+        """`first`: the index of the first batch inside the baseline window (from _prune)."""
         c = self.config
-        first = bisect_left(self._at, now - timedelta(seconds=c.baseline_window_s))
+        parts, rejects = self._parts, self._rejects
         parts_start = max(first, self._parts_start(c.window_parts))
-        by_parts = self._from_index(parts_start, f"last {c.window_parts} parts")
-        time_start = max(first, bisect_right(self._at, now - timedelta(seconds=c.window_s)))
-        by_time = self._from_index(time_start, f"last {c.window_s:g} s")
+        time_start = max(first, bisect_right(self._at, now - self._window_span))
         # The baseline is what came before both windows, so a spike does not raise its own bar.
         baseline_end = min(time_start, parts_start)
-        base_parts = self._parts[baseline_end] - self._parts[first]
+        base_parts = parts[baseline_end] - parts[first]
         base_rate = None
         if base_parts >= c.baseline_min_parts:
-            base_rate = (self._rejects[baseline_end] - self._rejects[first]) / base_parts
+            base_rate = (rejects[baseline_end] - rejects[first]) / base_parts
+        # The verdict depends on nothing but these sums (and the config): when they are the
+        # ones of the last verdict, so is the verdict. On a tick, and on a new batch of good
+        # parts at a steady rate, they mostly are, and the judging below is skipped.
+        sums = (parts[-1] - parts[parts_start], rejects[-1] - rejects[parts_start],
+                parts[-1] - parts[time_start], rejects[-1] - rejects[time_start], base_rate)
+        if self._judged is not None and self._judged[0] == sums:
+            return self._judged[1]
+        verdict = self._verdict(*sums)
+        self._judged = (sums, verdict)
+        return verdict
+
+    def _verdict(self, parts_n: int, parts_rejects: int, time_n: int, time_rejects: int,
+                 base_rate: float | None) -> SpikeVerdict:
+        c = self.config
         # The rate that counts as normal: the baseline, or, without one, the share of the
         # absolute threshold that `factor` allows.
         normal = base_rate if base_rate is not None else (c.absolute_rate or c.min_rate) / c.factor
-        for window in (by_parts, by_time):
-            if window.parts < c.min_parts:
+        for name, parts, rejects in ((self._parts_name, parts_n, parts_rejects),
+                                     (self._time_name, time_n, time_rejects)):
+            if parts < c.min_parts:
                 continue
-            if binomial_tail(window.rejects, window.parts, max(normal, 1e-4)) > c.significance:
+            if binomial_tail(rejects, parts, max(normal, 1e-4)) > c.significance:
                 continue  # as many rejects as chance alone gives now and then
+            window = WindowRate(name, parts, rejects)
             if c.absolute_rate is not None and window.rate >= c.absolute_rate:
                 return SpikeVerdict(True, window, base_rate,
                                     f"{window.rate:.1%} rejects over the {window.name} "
@@ -100,9 +123,10 @@ class DefectSpikeDetector:
                 return SpikeVerdict(True, window, base_rate,
                                     f"{window.rate:.1%} rejects over the {window.name}, "
                                     f"at least {c.factor:g}x the baseline {base_rate:.1%}")
-        enough = by_parts.parts >= c.min_parts or by_time.parts >= c.min_parts
-        why = "reject rate normal" if enough else f"fewer than {c.min_parts} parts"
-        return SpikeVerdict(False, by_parts, base_rate, why)
+        enough = parts_n >= c.min_parts or time_n >= c.min_parts
+        why = "reject rate normal" if enough else self._too_few
+        return SpikeVerdict(False, WindowRate(self._parts_name, parts_n, parts_rejects),
+                            base_rate, why)
 
     def _parts_start(self, count: int) -> int:
         """Index of the first batch of the smallest run of newest batches holding `count` parts."""
@@ -111,18 +135,16 @@ class DefectSpikeDetector:
         i = bisect_right(self._parts, total - count) - 1
         return max(i, 0)
 
-    def _from_index(self, i: int, name: str) -> WindowRate:
-        return WindowRate(name, self._parts[-1] - self._parts[i],
-                          self._rejects[-1] - self._rejects[i])
-
-    def _prune(self, now: datetime) -> None:
-        """Forget batches older than the baseline window, in chunks to keep it amortised."""
-        horizon = now - timedelta(seconds=self.config.baseline_window_s)
-        old = bisect_left(self._at, horizon)
+    def _prune(self, now: datetime) -> int:
+        """Forget batches older than the baseline window, in chunks to keep it amortised;
+        return the index of the first batch inside the window."""
+        old = bisect_left(self._at, now - self._baseline_span)
         if old and (old >= 256 or old * 2 >= len(self._at)):
             del self._at[:old]
             del self._parts[:old]
             del self._rejects[:old]
+            return 0
+        return old
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:
@@ -135,10 +157,11 @@ def binomial_tail(k: int, n: int, p: float) -> float:
         return 1.0
     # 1 - P(X < k), summing the few terms below k in log space (n can be in the thousands).
     log_q = math.log1p(-p)
+    log_p = math.log(p)
+    log_n = math.lgamma(n + 1)
     below = 0.0
     for i in range(k):
         below += math.exp(
-            math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-            + i * math.log(p) + (n - i) * log_q
+            log_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
         )
     return max(0.0, 1.0 - below)

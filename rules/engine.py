@@ -121,12 +121,21 @@ class Engine:
     # --- inputs ----------------------------------------------------------------------
 
     def on_sample(self, sample: Sample, now: datetime | None = None) -> list[Event]:
-        tracker = self.trackers.get(sample.machine)
-        events = tracker.on_sample(sample) if tracker is not None else []
-        self.alerts.on_sample(sample, now or sample.received_ts)
-        for event in events:
-            self._note(event)
-            self.alerts.on_event(event)
+        return self.on_samples([sample], now)
+
+    def on_samples(self, samples: list[Sample], now: datetime | None = None) -> list[Event]:
+        """The samples in turn; the events of all, in order. One call per batch (a source's
+        batch holds up to thousands of samples), the lookups hoisted out of the loop."""
+        events: list[Event] = []
+        trackers, alerts = self.trackers, self.alerts
+        for sample in samples:
+            tracker = trackers.get(sample.machine)
+            made = tracker.on_sample(sample) if tracker is not None else []
+            alerts.on_sample(sample, now or sample.received_ts)
+            for event in made:
+                self._note(event)
+                alerts.on_event(event)
+            events += made
         return events
 
     def on_tick(self, now: datetime) -> list[Event]:

@@ -36,6 +36,8 @@ _STATE_BUCKET = {
     MachineState.OFFLINE: "offline_s",
 }
 
+_DOWN = MachineState.DOWN  # book() runs for every count sample: no enum lookup there
+
 
 @dataclass(frozen=True, slots=True)
 class OeePolicy:
@@ -82,7 +84,7 @@ class ShiftAccount:
         self.elapsed_planned_s += seconds
         bucket = _STATE_BUCKET[state]
         setattr(self, bucket, getattr(self, bucket) + seconds)
-        if state is MachineState.DOWN:
+        if state is _DOWN:
             self._open_stop_s += seconds
         return seconds
 

@@ -50,7 +50,10 @@ class ShiftBook:
         return self.account
 
     def account_at(self, t: datetime) -> ShiftAccount | None:
-        for account in (self.account, *reversed(self.closed)):
+        current = self.account
+        if current is not None and current.shift.start <= t < current.shift.end:
+            return current  # the usual case (every part counted goes through here)
+        for account in reversed(self.closed):
             if account is not None and account.shift.start <= t < account.shift.end:
                 return account
         return None

@@ -18,6 +18,8 @@ from linemon.model import Quality, Sample
 from rules.alerts import Condition
 from rules.rules_config import StaleRuleConfig, ThresholdRuleConfig
 
+_BAD = Quality.BAD  # numeric() and StaleWatch.seen run per sample: no enum lookup there
+
 
 @dataclass(slots=True)
 class ThresholdWatch:
@@ -62,7 +64,7 @@ class ThresholdWatch:
 
 def numeric(sample: Sample) -> float | None:
     """A usable process value, or None (bad quality, text)."""
-    if sample.quality is Quality.BAD or isinstance(sample.value, str):
+    if sample.quality is _BAD or isinstance(sample.value, str):
         return None
     return float(sample.value)
 
@@ -105,7 +107,7 @@ class StaleWatch:
 
     def seen(self, sample: Sample) -> None:
         # Bad quality is a sample that carries no data: it does not make the data fresh.
-        if not self._targets or sample.quality is Quality.BAD:
+        if not self._targets or sample.quality is _BAD:
             return
         at = sample.received_ts
         keys = []

@@ -104,9 +104,10 @@ class Historian:
     async def write_samples(self, samples: Iterable[Sample]) -> int:
         """Spool samples; returns how many were stored (durably) once they are on disk."""
         records = []
+        encode = self._encoder.encode  # hoisted: one call per sample
         for s in samples:
             try:
-                records.append(self._encoder.encode(s))
+                records.append(encode(s))
             except (LineProtocolError, TypeError, ValueError) as err:
                 self._reject("sample", err, s)
         return await self._put("sample", records)

@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 FieldValue = float | int | bool | str
 
@@ -132,13 +133,18 @@ def format_fields(fields: Mapping[str, FieldValue | None]) -> str:
     them misplaced (other rows' values shift into their place; influxdata/influxdb#26916,
     reproduced on 2.7.12), so the schema treats "" like "no value" on both stores."""
     out = [
-        f"{escape_tag(key, 'field key')}={format_field(value)}"
+        f"{_field_key(key)}={format_field(value)}"
         for key, value in fields.items()
         if value is not None and value != ""
     ]
     if not out:
         raise LineProtocolError("a point needs at least one field")
     return ",".join(out)
+
+
+@lru_cache(maxsize=4096)  # field keys are the schema's few names: escape each once
+def _field_key(key: str) -> str:
+    return escape_tag(key, "field key")
 
 
 def check_ts(ts_ns: int) -> int:

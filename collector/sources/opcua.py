@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,11 +30,11 @@ from collector.sources.base import (
 )
 from collector.sources.opcua_security import apply_security
 from collector.sources.opcua_subscription import ItemSettings, PushedValues
-from collector.sources.payload import Rejected, coerce
+from collector.sources.payload import Rejected, coercer
 from collector.sources.screening import TagScreen
 from collector.sources.supervisor import mark_connected
 from linemon.config import LineConfig, MachineConfig, OpcUaSourceConfig, PlantConfig, resolve_secret
-from linemon.model import Quality, Sample
+from linemon.model import Quality, Sample, Value
 
 log = logging.getLogger("linemon.source.opcua")
 QUEUE_BATCHES = 64  # notification messages (each at most 1000 values) waiting for the spool
@@ -51,6 +52,11 @@ class _Tag:
     signal: str
     type: str
     settings: ItemSettings
+    # coerce(value, type), picked once per tag (payload.coercer): it runs for every value
+    coerce: Callable[[object], Value] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coerce", coercer(self.type))
 
 
 Values = list[tuple[_Tag, ua.DataValue]]
@@ -211,36 +217,38 @@ class OpcUaSource:
                 return
 
     def _to_samples(self, values: Values) -> list[Sample]:
+        # One pass with the lookups hoisted: this runs for every value the server sends.
         received = datetime.now(UTC)
+        stats, name, heard = self.stats, self.name, self.stats.last_message_at
+        good, bad = Quality.GOOD, Quality.BAD
         samples = []
         for tag, dv in values:
-            sample = self._to_sample(tag, dv, received)
-            if sample is not None:
-                samples.append(sample)
+            stats.received += 1
+            source_ts = dv.SourceTimestamp or dv.ServerTimestamp or received
+            if source_ts.tzinfo is None:
+                source_ts = source_ts.replace(tzinfo=UTC)
+            status = dv.StatusCode
+            quality = good
+            # Code 0 is Good itself, nearly every value's: it needs no method calls.
+            if status is not None and status.value != 0 and not status.is_good():
+                quality = Quality.UNCERTAIN if status.is_uncertain() else bad
+            if quality is bad:
+                # A Bad value is never used as a value; the sample only carries the quality.
+                samples.append(Sample(tag.machine, tag.signal, 0, source_ts, received, quality,
+                                      name))
+                continue
+            heard[tag.machine] = received
+            variant = dv.Value
+            try:
+                value = tag.coerce(variant.Value if variant is not None else None)
+            except Rejected as err:
+                stats.rejected[err.reason] += 1
+                self._log.warning(err.reason, "source %s: %s.%s rejected: %s", name,
+                                  tag.machine, tag.signal, err)
+                continue
+            samples.append(Sample(tag.machine, tag.signal, value, source_ts, received, quality,
+                                  name))
         return samples
-
-    def _to_sample(self, tag: _Tag, dv: ua.DataValue, received: datetime) -> Sample | None:
-        self.stats.received += 1
-        status = dv.StatusCode
-        source_ts = dv.SourceTimestamp or dv.ServerTimestamp or received
-        if source_ts.tzinfo is None:
-            source_ts = source_ts.replace(tzinfo=UTC)
-        quality = Quality.GOOD
-        if status is not None and not status.is_good():
-            quality = Quality.UNCERTAIN if status.is_uncertain() else Quality.BAD
-        if quality is Quality.BAD:
-            # A Bad value is never used as a value; the sample only carries the quality.
-            return Sample(tag.machine, tag.signal, 0, source_ts, received, quality, self.name)
-        self.stats.last_message_at[tag.machine] = received
-        raw = dv.Value.Value if dv.Value is not None else None
-        try:
-            value = coerce(raw, tag.type)
-        except Rejected as err:
-            self.stats.rejected[err.reason] += 1
-            self._log.warning(err.reason, "source %s: %s.%s rejected: %s", self.name,
-                              tag.machine, tag.signal, err)
-            return None
-        return Sample(tag.machine, tag.signal, value, source_ts, received, quality, self.name)
 
 
 async def _next_values(queue: asyncio.Queue[Values], lost: _Lost,

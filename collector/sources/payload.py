@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -87,6 +88,34 @@ def coerce(value: object, wanted: str) -> float | int | bool | str:
         raise ValueError
     except ValueError:
         raise Rejected("wrong_type", f"{value!r} is not {wanted}") from None
+
+
+def coercer(wanted: str) -> Callable[[object], float | int | bool | str]:
+    """`coerce(value, wanted)` for one `wanted`, for a source that knows each tag's type up
+    front: the value types a PLC normally sends for it are returned at once (exactly what
+    coerce returns for them), anything else goes through coerce. One call per sample."""
+    if wanted == "float":
+        def to_float(value: object) -> float | int | bool | str:
+            if type(value) is float and math.isfinite(value):
+                return value
+            return coerce(value, "float")
+        return to_float
+    if wanted == "int":
+        def to_int(value: object) -> float | int | bool | str:
+            if type(value) is int:  # not a bool (type, not isinstance), not a float
+                return value
+            return coerce(value, "int")
+        return to_int
+    if wanted == "auto":
+        def to_auto(value: object) -> float | int | bool | str:
+            if type(value) is int or type(value) is str:
+                return value
+            return coerce(value, "auto")
+        return to_auto
+
+    def to_other(value: object) -> float | int | bool | str:
+        return coerce(value, wanted)
+    return to_other
 
 
 def parse_ts(raw: object, received: datetime) -> datetime:

@@ -20,6 +20,7 @@ from collector.sources.base import RateLimitedLog, SourceStats
 from linemon.model import Quality, Sample, Signal, Value
 
 COUNTERS = {Signal.GOOD_COUNT, Signal.REJECT_COUNT, Signal.TOTAL_COUNT}
+_BAD = Quality.BAD  # an enum attribute lookup costs about 0.1 µs; screen() runs per sample
 ROLLOVER_ZONE = 0.9  # a drop from above 90 % of counter_max is a rollover, not a reset
 
 Tag = tuple[str, str]  # (machine, signal)
@@ -44,38 +45,38 @@ class TagScreen:
         self._in_gap: set[Tag] = set()
 
     def screen(self, samples: list[Sample]) -> list[Sample]:
+        # One loop with the lookups hoisted: it runs for every sample a source decodes.
         out = []
+        last, in_gap, bad = self._last, self._in_gap, _BAD
         for sample in samples:
-            kept = self._screen(sample)
-            if kept is not None:
-                out.append(kept)
+            tag = (sample.machine, sample.signal)
+            quality = sample.quality
+            if quality is bad:
+                if tag not in in_gap:  # else already marked: a second "unknown" says nothing
+                    in_gap.add(tag)
+                    out.append(sample)
+                continue
+            fingerprint = (sample.source_ts, sample.value, quality)
+            repeat = last.get(tag) == fingerprint
+            if in_gap and tag in in_gap:  # (`in_gap and`: no tuple hashing while it is empty)
+                in_gap.discard(tag)
+                if repeat:
+                    out.append(replace(sample, source_ts=max(sample.received_ts,
+                                                             sample.source_ts)))
+                    continue
+            elif repeat:
+                self.stats.duplicates += 1
+                continue
+            last[tag] = fingerprint
+            if sample.signal in COUNTERS:
+                self._check_counter(tag, sample)
+            out.append(sample)
         return out
 
     def outage(self, at: datetime, tags: list[Tag] | None = None) -> list[Sample]:
         """Bad-quality samples that mark the start of an outage of `tags` (default: all)."""
         bad = [Sample(m, s, 0, at, at, Quality.BAD, self.source) for m, s in tags or self.tags]
         return self.screen(bad)
-
-    def _screen(self, sample: Sample) -> Sample | None:
-        tag = (sample.machine, sample.signal)
-        if sample.quality is Quality.BAD:
-            if tag in self._in_gap:
-                return None  # already marked: a second "unknown" says nothing new
-            self._in_gap.add(tag)
-            return sample
-        fingerprint = (sample.source_ts, sample.value, sample.quality)
-        repeat = self._last.get(tag) == fingerprint
-        if tag in self._in_gap:
-            self._in_gap.discard(tag)
-            if repeat:
-                return replace(sample, source_ts=max(sample.received_ts, sample.source_ts))
-        elif repeat:
-            self.stats.duplicates += 1
-            return None
-        self._last[tag] = fingerprint
-        if sample.signal in COUNTERS:
-            self._check_counter(tag, sample)
-        return sample
 
     def _check_counter(self, tag: Tag, sample: Sample) -> None:
         value = sample.value
