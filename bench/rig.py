@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from linemon.config import PlantConfig, cross_check
+from tests.collector.brokers import ConfiguredMosquitto
 from tests.support.influx import InfluxServer, find_influxd
 from tests.support.services import Mosquitto
 
@@ -58,8 +59,10 @@ def workdir(prefix: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def mosquitto() -> Iterator[Mosquitto]:
+    """The test suite's broker with the shipped config's in-flight window
+    (deploy/mosquitto/mosquitto.conf), which bounds linemon's batches."""
     with workdir("mosquitto") as root:
-        broker = Mosquitto(root)
+        broker = ConfiguredMosquitto(root, settings={"max_inflight_messages": "256"})
         broker.start()
         try:
             yield broker
