@@ -21,6 +21,7 @@ versions and tests/collector/test_mqtt_socket.py checks that they are still ther
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from typing import Any
 
@@ -68,8 +69,11 @@ class BufferedSocket:
             del self._out[:sent]
         return True
 
-    def unsent(self) -> int:
-        return len(self._out)
+    def close(self) -> None:
+        # paho closes the socket right after writing its DISCONNECT, which is still here.
+        with contextlib.suppress(OSError):
+            self.flush()
+        self.sock.close()
 
     def fileno(self) -> int:
         return int(self.sock.fileno())
