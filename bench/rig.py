@@ -59,8 +59,8 @@ def workdir(prefix: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def mosquitto() -> Iterator[Mosquitto]:
-    """The test suite's broker with the shipped config's in-flight window
-    (deploy/mosquitto/mosquitto.conf), which bounds linemon's batches."""
+    """The test suite's broker with the shipped config's in-flight window for MQTT 3.1.1
+    clients (deploy/mosquitto/mosquitto.conf); MQTT 5 clients bring their own."""
     with workdir("mosquitto") as root:
         broker = ConfiguredMosquitto(root, settings={"max_inflight_messages": "256"})
         broker.start()
