@@ -128,6 +128,7 @@ class Forwarder:
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
         self._last_write_at: datetime | None = None
+        self._oldest_sample: int | None = None  # oldest sample ts (ns) stored since taken
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -175,6 +176,12 @@ class Forwarder:
             return False
         finally:
             self._urgent -= 1
+
+    def take_oldest_sample(self) -> int | None:
+        """The oldest sample timestamp (ns) stored since the last call: where the downsampler
+        must look again for samples that arrived late."""
+        oldest, self._oldest_sample = self._oldest_sample, None
+        return oldest
 
     def health(self) -> dict[str, Any]:
         sc = self._spool.counters()
@@ -276,6 +283,10 @@ class Forwarder:
             self.counters.failed_requests += 1
             raise
         await self._spool.ack([r.id for r in recs])
+        if kind == "sample":
+            oldest = min(r.ts_ns for r in recs)
+            if self._oldest_sample is None or oldest < self._oldest_sample:
+                self._oldest_sample = oldest
         self.counters.written += len(recs)
         self._signal_progress()
 

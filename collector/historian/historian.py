@@ -72,7 +72,6 @@ class Historian:
                     f"historian.backend.token_env: environment variable {backend.token_env!r} "
                     "is not set (it must hold the InfluxDB token)")
             store: Any = InfluxStore(backend, token=token, clock=clock, edit_sink=self._edit)
-            self._downsampler = Downsampler(store, self.spool, clock=clock)
             batch, interval = backend.batch_size, backend.flush_interval_s
         else:
             store = SqliteStore(backend, clock=clock, edit_sink=self._edit)
@@ -81,6 +80,9 @@ class Historian:
         self.forwarder = Forwarder(
             self.spool, store, batch_size=batch, flush_interval_s=interval,
             replay_max_points_per_s=config.spool.replay_max_points_per_s, backoff=backoff)
+        if isinstance(backend, InfluxBackendConfig):
+            self._downsampler = Downsampler(store, self.spool, clock=clock,
+                                            stored_since=self.forwarder.take_oldest_sample)
 
     @property
     def query(self) -> HistoryQuery:

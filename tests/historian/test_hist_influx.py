@@ -10,6 +10,7 @@ from historian_helpers import MACHINE_LINES, TOKEN_ENV, InfluxServer, influx_con
 
 from collector.historian import Historian
 from collector.historian.forwarder import Backoff
+from collector.historian.schema import to_ns
 from linemon.model import MachineState, Sample, StateChanged
 
 NOW = datetime.now(UTC)
@@ -93,6 +94,46 @@ async def test_minute_aggregates_answer_like_the_raw_data(
                     "press-1", "temp", T, end, every * 1_000_000_000, agg)
                 assert [p.ts for p in minutes] == [p.ts for p in raw]
                 assert [p.value for p in minutes] == pytest.approx([p.value for p in raw])
+        assert h.health()["downsampling"]["last_error"] is None
+    finally:
+        await h.close()
+
+
+async def test_a_late_sample_is_counted_without_recomputing_the_hour(
+        influxd: InfluxServer, tmp_path: Path) -> None:
+    h = historian(influxd, tmp_path)
+    await h.start()
+    try:
+        ds = h._downsampler
+        assert ds is not None
+        slices: list[tuple[int, int]] = []
+        aggregate = ds.aggregate
+
+        async def recorded(start_ns: int, stop_ns: int) -> list[str]:
+            slices.append((start_ns, stop_ns))
+            return await aggregate(start_ns, stop_ns)
+
+        ds.aggregate = recorded  # type: ignore[method-assign]
+        await h.write_samples([Sample("press-1", "temp", 1.0, T + timedelta(seconds=10 * k), T)
+                               for k in range(36)])  # six minutes of 1.0
+        assert await h.flush(10)
+        await ds.run_once()  # the first pass after a start: the whole last hour
+        assert slices[0][0] <= to_ns(T) - 30 * 60 * 1_000_000_000
+        done = len(slices)
+
+        late = Sample("press-1", "temp", 9.0, T + timedelta(minutes=2, seconds=5), T)
+        await h.write_samples([late])
+        assert await h.flush(10)
+        await ds.run_once()
+        assert slices[done][0] == to_ns(T + timedelta(minutes=2))  # from the late minute on
+        maxima = await h.store._series_from_minutes(  # type: ignore[union-attr]
+            "press-1", "temp", T, T + timedelta(minutes=8), 60_000_000_000, "max")
+        assert [p.value for p in maxima] == [1.0, 1.0, 9.0, 1.0, 1.0, 1.0]
+
+        watermark = slices[-1][1]
+        done = len(slices)
+        await ds.run_once()  # nothing stored since: only minutes past the watermark
+        assert all(start >= watermark for start, _ in slices[done:])
         assert h.health()["downsampling"]["last_error"] is None
     finally:
         await h.close()

@@ -3,13 +3,20 @@
 Why linemon and not a Flux task: a task runs on the server's clock and cannot know that
 an hour of samples is still waiting in linemon's spool after an outage; it would
 aggregate the gap as empty and never look back. linemon knows: it only aggregates whole
-minutes older than the oldest sample still spooled, and each run recomputes the last
-hour, which is harmless because the aggregates are idempotent points (same series and
-minute). It needs no task permission either.
+minutes older than the oldest sample still spooled, and it recomputes the minutes that
+samples arriving late were stored into (the forwarder reports the oldest timestamp it
+stored), up to an hour back; the aggregates are idempotent points (same series and
+minute). The first pass after a start recomputes the whole last hour, since what arrived
+late before the start is not known. It needs no task permission either.
 
-Each run (every 60 s): Flux aggregates count/sum/min/max/last of `sample.value`
-(quality != bad) per line/machine/signal and minute; linemon writes them as `sample_1m`
-points to the downsampled bucket. The watermark lives in the spool's meta table.
+Each pass (every 60 s): Flux aggregates count/sum/min/max/last of `sample.value`
+(quality != bad) per line/machine/signal and minute, in slices of at most ten minutes;
+linemon writes them as `sample_1m` points to the downsampled bucket. The watermark lives in
+the spool's meta table.
+
+Recomputing a whole hour every minute was what this did before: at 10,000 samples/s that is
+36 M points for influxd to aggregate each minute (its queries timed out) and ~150,000 result
+rows parsed on the event loop, which stalled the live API for seconds.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MINUTE_NS = 60_000_000_000
-LOOKBACK_NS = 3600 * 1_000_000_000  # recompute the last hour: late samples get counted
-MAX_SPAN_NS = 6 * 3600 * 1_000_000_000  # catch up in slices after a long outage
+LOOKBACK_NS = 3600 * 1_000_000_000  # late samples up to an hour old get counted
+SLICE_NS = 10 * MINUTE_NS  # per query: bounded work for influxd and for parsing its answer
 WATERMARK = "downsample_watermark_ns"
 
 AGGREGATE_FLUX = """
@@ -56,9 +63,13 @@ data |> aggregateWindow(every: 1m, fn: last, createEmpty: false, timeSrc: "_star
 
 class Downsampler:
     def __init__(self, store: InfluxStore, spool: Spool, *, clock: Callable[[], datetime],
-                 interval_s: float = 60.0) -> None:
+                 stored_since: Callable[[], int | None], interval_s: float = 60.0) -> None:
+        """`stored_since()`: the oldest sample timestamp (ns) stored since it was last called."""
         self._store, self._spool, self._clock = store, spool, clock
+        self._stored_since = stored_since
         self._interval = interval_s
+        self._first = True  # the first pass after a start recomputes the whole lookback
+        self._late_ns: int | None = None  # oldest sample stored since the last whole pass
         self._task: asyncio.Task[None] | None = None
         self._last_error: str | None = None
         self._watermark_ns: int | None = None
@@ -81,34 +92,41 @@ class Downsampler:
     async def _loop(self) -> None:
         while True:
             try:
-                while await self.run_once():  # more slices to catch up
-                    pass
+                await self.run_once()
                 self._last_error = None
             except Exception as err:  # keep going: the next run retries
                 self._last_error = f"{type(err).__name__}: {err}"[:500]
                 log.warning("downsampling failed (will retry): %s", self._last_error)
             await asyncio.sleep(self._interval)
 
-    async def run_once(self) -> bool:
-        """Aggregate one slice; True if there is more to catch up."""
+    async def run_once(self) -> None:
+        """One pass: aggregate every whole minute that is new or got late samples."""
         safe_end = align(to_ns(self._clock()), MINUTE_NS)
         oldest = await self._spool.oldest_ts("sample")
         if oldest is not None:  # never aggregate minutes whose samples are still spooled
             safe_end = min(safe_end, align(oldest, MINUTE_NS))
         raw = await self._spool.get_meta(WATERMARK)
         wm = int(raw) if raw else safe_end
+        stored = self._stored_since()
+        if stored is not None:  # kept until a pass completes: a failed pass loses nothing
+            self._late_ns = stored if self._late_ns is None else min(self._late_ns, stored)
         start = wm - LOOKBACK_NS
-        stop = min(safe_end, start + MAX_SPAN_NS)
-        if stop <= start:
-            return False
-        lines = await self.aggregate(start, stop)
+        if not self._first:
+            late = self._late_ns
+            start = max(start, wm if late is None else min(wm, align(late, MINUTE_NS)))
         batch = self._store.cfg.batch_size
-        for i in range(0, len(lines), batch):
-            await self._store.write("aggregate", lines[i : i + batch])
-        new_wm = max(wm, stop)
-        await self._spool.set_meta(WATERMARK, str(new_wm))
-        self._watermark_ns = new_wm
-        return stop < safe_end and stop > wm
+        while start < safe_end:
+            stop = min(safe_end, start + SLICE_NS)
+            lines = await self.aggregate(start, stop)
+            for i in range(0, len(lines), batch):
+                await self._store.write("aggregate", lines[i : i + batch])
+            if stop > wm:
+                wm = stop
+                await self._spool.set_meta(WATERMARK, str(wm))
+            start = stop
+        self._watermark_ns = wm
+        self._first = False
+        self._late_ns = None
 
     async def aggregate(self, start_ns: int, stop_ns: int) -> list[str]:
         params = {"p_bucket": self._store.cfg.bucket, "p_start": from_ns(start_ns),
