@@ -419,3 +419,16 @@ def test_a_spike_after_a_steady_hour_begins_at_the_part_that_tips_it() -> None:
             began = at
         assert detector.since == reference.since
     assert began is not None and detector.since == began
+
+
+def test_the_duplicate_window_still_catches_reordered_repeats() -> None:
+    from collector.sources.mqtt_json import REMEMBER_PER_TOPIC, _Recent
+
+    recent = _Recent()
+    keys = [(t << 64) | t for t in range(100, 100 + REMEMBER_PER_TOPIC)]
+    assert all(recent.add(k) for k in keys)  # in order: the fast path
+    assert not recent.add(keys[-1])  # the newest again
+    assert not recent.add(keys[3])  # an older one again, out of order
+    assert recent.add((50 << 64) | 50)  # older than all, never seen: news (a late message)
+    assert not recent.add((50 << 64) | 50)
+    assert recent.add((10_000 << 64) | 1)
