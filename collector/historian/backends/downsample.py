@@ -91,13 +91,16 @@ class Downsampler:
 
     async def _loop(self) -> None:
         while True:
+            # First one interval after the start: the first pass recomputes a whole hour
+            # (parsing its answer takes seconds with thousands of series), which must not
+            # land on the start-up's own burst (replaying the spool, resubscribing).
+            await asyncio.sleep(self._interval)
             try:
                 await self.run_once()
                 self._last_error = None
             except Exception as err:  # keep going: the next run retries
                 self._last_error = f"{type(err).__name__}: {err}"[:500]
                 log.warning("downsampling failed (will retry): %s", self._last_error)
-            await asyncio.sleep(self._interval)
 
     async def run_once(self) -> None:
         """One pass: aggregate every whole minute that is new or got late samples."""
