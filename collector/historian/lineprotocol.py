@@ -159,7 +159,12 @@ def encode_point(
     fields: Mapping[str, FieldValue | None],
     ts_ns: int,
 ) -> str:
-    return f"{series_key(measurement, tags)} {format_fields(fields)} {check_ts(ts_ns)}"
+    return encode_line(series_key(measurement, tags), fields, ts_ns)
+
+
+def encode_line(key: str, fields: Mapping[str, FieldValue | None], ts_ns: int) -> str:
+    """A point from its series key (`series_key`), for callers that keep the keys."""
+    return f"{key} {format_fields(fields)} {check_ts(ts_ns)}"
 
 
 # --- parser -------------------------------------------------------------------------

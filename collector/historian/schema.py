@@ -58,14 +58,7 @@ from linemon.model import (
     StateChanged,
 )
 
-from .lineprotocol import (
-    LineProtocolError,
-    check_ts,
-    encode_point,
-    format_field,
-    format_fields,
-    series_key,
-)
+from .lineprotocol import LineProtocolError, encode_line, encode_point, format_field, series_key
 from .spool import Record
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -250,9 +243,8 @@ def _machine_event(measurement: str, line: str | None, machine: str | None,
     """_event for the measurements tagged with line and machine only, whose series keys
     are few (one per machine) and cached: escaping them was most of an event's cost."""
     ts = to_ns(at)
-    # encode_point's line, in its order (the key, then the fields, then the timestamp)
-    lp = f"{_line_machine_key(measurement, line, machine)} {format_fields(fields)} {check_ts(ts)}"
-    return Record(lp, "event", True, ts)
+    return Record(encode_line(_line_machine_key(measurement, line, machine), fields, ts),
+                  "event", True, ts)
 
 
 @lru_cache(maxsize=65_536)  # a bound far above any plant's machines x measurements
