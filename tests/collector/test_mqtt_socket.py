@@ -11,7 +11,6 @@ bytes already buffered.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -166,8 +165,7 @@ async def test_reads_paused_on_a_full_queue_resume_with_the_buffered_bytes(
     assert [int(m.payload) for m in got] == list(range(2000))
 
 
-async def test_a_large_message_split_over_reads_arrives_whole(tmp_path: Path,
-                                                              mosquitto: Mosquitto) -> None:
+async def test_a_large_message_split_over_reads_arrives_whole(mosquitto: Mosquitto) -> None:
     conn = MqttConnection(config(mosquitto.port, "sock-big"), ["plant/#"], None, None)
     await conn.connect(10)
     payload = b"x" * (5 * READ_SIZE + 123)
