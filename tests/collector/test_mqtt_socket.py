@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 
 from collector.sources import mqtt_session
 from collector.sources.mqtt_session import MqttConnection
-from collector.sources.mqtt_socket import READ_SIZE
+from collector.sources.mqtt_socket import READ_SIZE, BufferedClient
 from linemon.config import MqttSourceConfig
 from tests.support.services import Mosquitto
 
@@ -72,6 +72,14 @@ def test_the_paho_internals_we_override_are_still_there() -> None:
     assert callable(getattr(mqtt.Client, "_handle_on_message", None))
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     assert {"command", "packet"} <= set(client._in_packet)
+    # the fast path's direct dispatch
+    assert client._on_message_filtered._root._children == {}
+    client.message_callback_add("a/+", lambda *_: None)
+    assert client._on_message_filtered._root._children
+    assert hasattr(client, "_in_callback_mutex") and hasattr(client, "_userdata")
+    assert set(mqtt.MQTTMessage.__slots__) == {
+        "_topic", "dup", "info", "mid", "payload", "properties", "qos", "retain", "state",
+        "timestamp"}  # ReceivedMessage sets every one of them
 
 
 async def test_messages_with_and_without_properties_arrive_whole_and_in_order(
@@ -163,6 +171,52 @@ async def test_reads_paused_on_a_full_queue_resume_with_the_buffered_bytes(
         await conn.close()
     assert 20 <= paused_at < 2000
     assert [int(m.payload) for m in got] == list(range(2000))
+
+
+async def test_per_topic_callbacks_still_get_their_messages_and_errors_still_raise(
+        mosquitto: Mosquitto) -> None:
+    conn = MqttConnection(config(mosquitto.port, "sock-filtered"), ["plant/#"], None, None)
+    await conn.connect(10)
+    filtered: list[str] = []
+    conn.client.message_callback_add("plant/+/cmd/#", lambda _c, _u, m: filtered.append(m.topic))
+    pub = publisher(mosquitto.port)
+    try:
+        publish_all(pub, [("plant/a/cmd/x", b"1", 1, False, None),
+                          ("plant/a/b/c", b"2", 1, False, None)])
+        got = await receive(conn, 1)
+        assert [(m.topic, m.payload, m.qos, m.dup, m.retain) for m in got] == [
+            ("plant/a/b/c", b"2", 1, False, False)]
+        assert filtered == ["plant/a/cmd/x"]  # paho's rule: a matching filter takes it alone
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        await conn.close()
+
+
+def test_the_fast_path_hands_on_what_paho_would_and_raises_what_on_message_raises() -> None:
+    client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                            manual_ack=True)
+    topic = b"plant/l1/m1/speed"
+    # QoS 1, dup, retain; topic, packet id 7, no properties (0), payload
+    packet = len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + b"\x00" + b"{}"
+    got: list[mqtt.MQTTMessage] = []
+    client.on_message = lambda _c, _u, m: got.append(m)
+    client._in_packet = {"command": 0x30 | 0x08 | 0x02 | 0x01, "packet": packet}
+    assert client._handle_publish() == mqtt.MQTT_ERR_SUCCESS
+    [m] = got
+    assert (m.topic, m.payload, m.mid, m.qos, m.dup, m.retain) == (
+        "plant/l1/m1/speed", b"{}", 7, 1, True, True)
+    assert m.properties is not None and m.properties.json() == {}
+    assert m.timestamp > 0 and m.state == mqtt.mqtt_ms_invalid and m.info is not None
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("on_message failed")
+
+    client.on_message = broken
+    with pytest.raises(RuntimeError, match="on_message failed"):
+        client._handle_publish()
+    client.suppress_exceptions = True  # paho's switch: log and go on
+    assert client._handle_publish() == mqtt.MQTT_ERR_SUCCESS
 
 
 async def test_a_large_message_split_over_reads_arrives_whole(mosquitto: Mosquitto) -> None:
