@@ -114,8 +114,9 @@ def create_app(linemon: Runtime, *, manage: bool = True, live_interval_s: float 
 
 
 def create_engine_app(linemon: Linemon, publisher: EnginePublisher) -> FastAPI:
-    """An engine process's HTTP side: liveness and readiness for the orchestrator, nothing
-    else (no keys needed; people use the API processes)."""
+    """An engine process's HTTP side: liveness and readiness for the orchestrator (open),
+    and its Prometheus metrics (sources, spool, forwarder, engine) for a key that sees every
+    line, as on the API; people use the API processes for everything else."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -129,8 +130,13 @@ def create_engine_app(linemon: Linemon, publisher: EnginePublisher) -> FastAPI:
 
     app = FastAPI(title="linemon engine", version="0.1.0", lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)
+    throttle = AuthThrottle(linemon.config.api.auth_failures_per_minute)
     app.state.linemon = linemon
     app.state.bus = publisher.bus
+    app.state.keyring = KeyRing(linemon.config.api)
+    app.state.auth_throttle = throttle
+    app.state.metrics = registry_for(linemon, None, throttle)
     app.include_router(ops.health_router)
+    app.include_router(ops.router)
     problems.install(app)
     return app

@@ -20,7 +20,9 @@ from linemon.roles import Runtime
 
 
 class LinemonCollector(Collector):
-    def __init__(self, linemon: Runtime, hub: LiveHub, throttle: AuthThrottle) -> None:
+    """`hub` is None in an engine process, which serves no boards."""
+
+    def __init__(self, linemon: Runtime, hub: LiveHub | None, throttle: AuthThrottle) -> None:
         self.linemon, self.hub, self.throttle = linemon, hub, throttle
 
     def collect(self) -> Iterator[Metric]:
@@ -96,6 +98,8 @@ class LinemonCollector(Collector):
                 n = sum(1 for a in active if a.state is st and a.severity is sev)
                 alerts.add_metric([st.value, sev.value], float(n))
         yield alerts
+        if self.hub is None:
+            return
         events = CounterMetricFamily("linemon_engine_events", "engine events seen by the API",
                                      labels=["kind"])
         for kind, n in sorted(self.hub.events_total.items()):
@@ -103,18 +107,21 @@ class LinemonCollector(Collector):
         yield events
 
     def _api(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("linemon_api_auth_failures", "requests with an unknown key",
+                                  value=float(self.throttle.failed_total))
+        yield CounterMetricFamily("linemon_api_auth_throttled", "requests refused with 429",
+                                  value=float(self.throttle.refused_total))
+        if self.hub is None:
+            return
         yield GaugeMetricFamily("linemon_live_subscribers", "open WebSocket boards",
                                 value=float(self.hub.subscribers))
         yield CounterMetricFamily("linemon_live_dropped_changes",
                                   "changes a slow board did not get", value=float(
                                       self.hub.dropped_changes))
-        yield CounterMetricFamily("linemon_api_auth_failures", "requests with an unknown key",
-                                  value=float(self.throttle.failed_total))
-        yield CounterMetricFamily("linemon_api_auth_throttled", "requests refused with 429",
-                                  value=float(self.throttle.refused_total))
 
 
-def registry_for(linemon: Runtime, hub: LiveHub, throttle: AuthThrottle) -> CollectorRegistry:
+def registry_for(linemon: Runtime, hub: LiveHub | None, throttle: AuthThrottle
+                 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(LinemonCollector(linemon, hub, throttle))
     return registry

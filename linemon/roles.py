@@ -2,7 +2,7 @@
 
     linemon run --role engine --lines L1,L2   collectors, rules, history writer and
                                               notifications for some lines; serves only
-                                              /healthz and /readyz
+                                              /healthz, /readyz and /metrics
     linemon run --role api                    every line, from the engines' bus topics and
                                               the store; writes nothing itself
 

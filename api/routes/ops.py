@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness and Prometheus metrics.
+"""Operations: liveness, readiness and Prometheus metrics (API and engine processes alike).
 
 /healthz and /readyz are open (orchestrators probe them without keys) and say nothing
 beyond up/down, source names and spool depth: no error texts, no addresses. /metrics
@@ -17,7 +17,7 @@ from api.schemas import Readiness
 from api.schemas.ops import BusReadiness, HistorianReadiness, SourceReadiness
 
 router = APIRouter(tags=["operations"], route_class=AccessRoute)
-health_router = APIRouter(tags=["operations"], route_class=AccessRoute)  # engines serve these
+health_router = APIRouter(tags=["operations"], route_class=AccessRoute)  # open
 REACHABILITY_ALARMS = {"outage", "auth"}
 
 

@@ -161,6 +161,14 @@ async def test_api_serves_live_and_history_of_lines_run_by_two_engines(site: Sit
                 ["plc-line1"] if name == "engine-a" else ["gateway-line1"])
             # An engine serves no data routes: people use the API processes.
             assert (await plain.get(f"http://127.0.0.1:{port}/api/v1/lines")).status_code == 404
+            # Its metrics, for Prometheus, need a key as the API's do.
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
+            assert (await plain.get(metrics_url)).status_code == 401
+            text = (await plain.get(metrics_url, headers=site.api.headers)).text
+            source = "plc-line1" if name == "engine-a" else "gateway-line1"
+            assert f'linemon_source_connected{{source="{source}"}} 1.0' in text
+            assert "linemon_spool_depth" in text and "linemon_machine_state{" in text
+            assert "linemon_live_subscribers" not in text  # no boards on an engine
 
     # A stop on each line: the board's WebSocket on line-b sees it, REST sees both.
     ws_url = site.api_url.replace("http", "ws") + f"/api/v1/lines/line-b/live?key={ADMIN_KEY}"
