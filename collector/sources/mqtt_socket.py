@@ -35,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 READ_SIZE = 65536
+PUBLISH = 0x30
 # What paho hands on for a PUBLISH without properties; shared, as nobody writes to it.
 NO_PROPERTIES = Properties(PacketTypes.PUBLISH)
 # A received message's `info` is never read (it tracks the delivery of messages we send);
@@ -78,6 +79,27 @@ class BufferedSocket:
         self._in = self._in[bufsize:]
         return chunk
 
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """The next whole MQTT packet already buffered, as (fixed header byte, body), or
+        None when only part of one is here (paho's own reader then takes it byte by byte)."""
+        buf = self._in
+        n = len(buf)
+        length, mult, i = 0, 1, 1
+        while True:  # the remaining length: 1 to 4 bytes, 7 bits each
+            if i >= n or i > 4:
+                return None
+            byte = buf[i]
+            length += (byte & 127) * mult
+            i += 1
+            if byte < 128:
+                break
+            mult <<= 7
+        end = i + length
+        if end > n:
+            return None
+        self._in = buf[end:]
+        return buf[0], bytes(buf[i:end])
+
     def buffered(self) -> bool:
         """Whether received bytes wait here, where the selector cannot see them."""
         return bool(self._in) or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0)
@@ -116,16 +138,39 @@ class BufferedClient(mqtt.Client):
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
 
+    def _packet_read(self) -> MQTTErrorCode:
+        # Whole packets already in our buffer skip paho's reader (three or more recv() calls
+        # and a dict update per byte of the length); a PUBLISH without properties is handled
+        # here, any other packet by paho's handler as if paho had read it.
+        sock = self._sock
+        if self._in_packet["command"] == 0 and isinstance(sock, BufferedSocket):
+            whole = sock.take_packet()
+            if whole is not None:
+                command, body = whole
+                rc = self._publish(command, body) if command & 0xF0 == PUBLISH else None
+                if rc is None:
+                    self._in_packet.update(command=command, have_remaining=1,
+                                           remaining_length=len(body),
+                                           packet=bytearray(body), to_process=0)
+                    return super()._packet_read()
+                with self._msgtime_mutex:
+                    self._last_bytes_received = mqtt.time_func()
+                return rc
+        return super()._packet_read()
+
     def _handle_publish(self) -> MQTTErrorCode:
-        header: int = self._in_packet["command"]
-        packet: bytes | bytearray = self._in_packet["packet"]
+        rc = self._publish(self._in_packet["command"], self._in_packet["packet"])
+        return super()._handle_publish() if rc is None else rc
+
+    def _publish(self, header: int, packet: bytes | bytearray) -> MQTTErrorCode | None:
+        """Hand on an MQTT 5 QoS 0/1 PUBLISH without properties; None for any other."""
         qos = (header & 0x06) >> 1
         if self._protocol != MQTTProtocolVersion.MQTTv5 or qos > 1:
-            return super()._handle_publish()
+            return None
         topic_end = 2 + int.from_bytes(packet[0:2], "big")
         props_at = topic_end + (2 if qos else 0)
         if len(packet) <= props_at or packet[props_at] != 0 or topic_end == 2:
-            return super()._handle_publish()  # properties (a topic alias...) or malformed
+            return None  # properties (a topic alias...) or malformed: paho's decode
         mid = int.from_bytes(packet[topic_end:props_at], "big") if qos else 0
         message = ReceivedMessage(mid, bytes(packet[2:topic_end]), bytes(packet[props_at + 1:]),
                                   qos, bool(header & 0x08), bool(header & 0x01))

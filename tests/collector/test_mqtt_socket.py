@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 
 from collector.sources import mqtt_session
 from collector.sources.mqtt_session import MqttConnection
-from collector.sources.mqtt_socket import READ_SIZE, BufferedClient
+from collector.sources.mqtt_socket import READ_SIZE, BufferedClient, BufferedSocket
 from linemon.config import MqttSourceConfig
 from tests.support.services import Mosquitto
 
@@ -217,6 +217,43 @@ def test_the_fast_path_hands_on_what_paho_would_and_raises_what_on_message_raise
         client._handle_publish()
     client.suppress_exceptions = True  # paho's switch: log and go on
     assert client._handle_publish() == mqtt.MQTT_ERR_SUCCESS
+
+
+def test_whole_packets_are_taken_from_the_buffer_and_partial_ones_left_for_paho() -> None:
+    def publish(payload: bytes) -> bytes:  # QoS 0, topic "t", no properties
+        body = b"\x00\x01t\x00" + payload
+        n, length = len(body), bytearray()
+        while True:
+            byte, n = n % 128, n // 128
+            length.append(byte | (128 if n else 0))
+            if not n:
+                return bytes([0x30]) + bytes(length) + body
+
+    class Kernel:  # what the buffered socket reads from: one chunk per recv()
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.chunks = chunks
+
+        def recv(self, _size: int) -> bytes:
+            return self.chunks.pop(0)
+
+    # remaining lengths of 1, 2 and 3 bytes, each side of the boundaries
+    sizes = [0, 1, 122, 123, 124, 16378, 16379, 16380, 70000]
+    stream = b"".join(publish(bytes([i % 251]) * size) for i, size in enumerate(sizes))
+    cut = len(stream) - 5  # the last packet arrives in two reads
+    sock = BufferedSocket(Kernel([stream[:cut], stream[cut:]]))
+    assert sock.take_packet() is None  # nothing read yet: paho's reader calls recv()
+    first = sock.recv(1)  # as paho's reader does for the first packet
+    assert first == b"\x30"
+    sock._in = memoryview(first + bytes(sock._in))  # put it back to take whole packets
+    taken = []
+    while (packet := sock.take_packet()) is not None:
+        taken.append(packet)
+    assert [(h, len(b) - 4) for h, b in taken] == [(0x30, n) for n in sizes[:-1]]
+    assert all(b[4:] == bytes([i % 251]) * n for i, ((_, b), n) in enumerate(zip(
+        taken, sizes, strict=False)))
+    rest = bytes(sock._in)
+    assert rest == stream[len(stream) - len(publish(b"x" * 70000)):cut]  # left whole for paho
+    assert sock.recv(len(rest)) == rest and sock.recv(5) == stream[cut:]
 
 
 async def test_a_large_message_split_over_reads_arrives_whole(mosquitto: Mosquitto) -> None:
