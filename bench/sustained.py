@@ -25,6 +25,13 @@ with a key). Measured in that run:
    pre-serialized `Response(bytes)` FastAPI app under the same uvicorn settings
    (bench/ceiling_app.py), 5 interleaved reps, with the load stopped.
 6. RSS growth: mean RSS of linemon in the first minute vs the last minute of the load.
+
+`--deployment one` (the default) runs linemon as one process, `linemon run`. `--deployment
+split` runs the scaled-out roles of the README on the same box: an engine process for
+every line (`--role engine`: collectors, rules, history writer) and an API process (`--role
+api`: the board, its WebSocket and the REST API, from the engine's bus topics on the same
+mosquitto). Figure 3's CPU and figure 6's RSS are then the engine's, the collector proper;
+the API process's CPU is reported next to it.
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ BIN = Path(sys.executable).parent
 # --- the plant and the processes --------------------------------------------------------
 
 
-def write_config(wd: Path, mqtt_port: int, influx: Any, api_port: int) -> Path:
+def write_config(wd: Path, mqtt_port: int, influx: Any, api_port: int, split: bool) -> Path:
     config = plant_config(machines=MACHINES, data_dir=wd, mqtt_port=mqtt_port,
                           influx_url=influx.url, client_id=f"linemon-bench-sustained-{os.getpid()}")
     data = config.model_dump(mode="json", exclude_unset=True)
@@ -102,6 +109,8 @@ def write_config(wd: Path, mqtt_port: int, influx: Any, api_port: int) -> Path:
     data["rules"] = {"machine_stop": {"after_s": 0}}  # figure 4 excludes the rule's hold
     data["api"] = {"host": "127.0.0.1", "port": api_port,
                    "keys": [{"name": "bench", "role": "admin", "key_env": KEY_ENV}]}
+    if split:
+        data["bus"] = {"host": "127.0.0.1", "port": mqtt_port}
     text = yaml.safe_dump(data, sort_keys=False)
     parse_config(text)  # fail here, not in the subprocess
     path = wd / "plant.yaml"
@@ -112,10 +121,11 @@ def write_config(wd: Path, mqtt_port: int, influx: Any, api_port: int) -> Path:
 @dataclass
 class Sample:
     t: float  # seconds since the load started
-    cpu_s: float
+    cpu_s: float  # the collector's: the one process, or the engine
     rss: int
     backlog: int
     received: int
+    api_cpu_s: float | None = None  # the API process's, when split
 
 
 @dataclass
@@ -131,11 +141,15 @@ class Probe:
     phase: str = "load"
 
 
-class Linemon:
-    def __init__(self, config: Path, port: int, env: dict[str, str], log: Path) -> None:
+class Process:
+    """One `linemon run` process; its HTTP port serves /readyz and /metrics at least."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str], log: Path,
+                 args: list[str]) -> None:
         self.port = port
         self._log = open(log, "ab")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen([str(BIN / "linemon"), "run", "--config", str(config)],
+        self.proc = subprocess.Popen([str(BIN / "linemon"), "run", "--config", str(config),
+                                      "--port", str(port), *args],
                                      env=env, stdout=self._log, stderr=self._log)
         self.url = f"http://127.0.0.1:{port}"
 
@@ -147,6 +161,30 @@ class Linemon:
             self.proc.kill()
             self.proc.wait(5)
         self._log.close()
+
+
+class Linemon:
+    """linemon as deployed for the run: `api` serves people, `engine` collects (the same
+    process unless split)."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str], wd: Path,
+                 split: bool) -> None:
+        self.split = split
+        self.logs = [wd / "linemon.log"]
+        if split:
+            lines = [ln.id for ln in parse_config(config.read_text()).lines]
+            self.logs.append(wd / "engine.log")
+            self.engine = Process(config, free_port(), env, self.logs[1],
+                                  ["--role", "engine", "--lines", ",".join(lines)])
+            self.api = Process(config, port, env, self.logs[0], ["--role", "api"])
+        else:
+            self.api = self.engine = Process(config, port, env, self.logs[0], [])
+        self.port, self.url = self.api.port, self.api.url
+
+    def stop(self) -> None:
+        self.api.stop()
+        if self.split:
+            self.engine.stop()
 
 
 def spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
@@ -163,13 +201,16 @@ def received_of(metrics: str) -> int:
 
 async def monitor(lm: Linemon, http: httpx.AsyncClient, began: list[float],
                   out: list[Sample], stop: asyncio.Event) -> None:
+    """`http`: the engine's port (the one process's, unless split)."""
     while not stop.is_set():
         t = time.monotonic()
         try:
             ready = (await http.get("/readyz")).json()
             metrics = (await http.get("/metrics")).text
-            out.append(Sample(t - began[0], cpu_seconds(lm.proc.pid), rss_bytes(lm.proc.pid),
-                              int(ready["historian"]["backlog"]), received_of(metrics)))
+            pid = lm.engine.proc.pid
+            out.append(Sample(t - began[0], cpu_seconds(pid), rss_bytes(pid),
+                              int(ready["historian"]["backlog"]), received_of(metrics),
+                              cpu_seconds(lm.api.proc.pid) if lm.split else None))
         except (httpx.HTTPError, KeyError, ValueError) as err:
             print(f"monitor: {err!r}", file=sys.stderr)
         with contextlib.suppress(TimeoutError):
@@ -348,7 +389,7 @@ async def caught_up(http: httpx.AsyncClient, expect: int, max_s: float) -> tuple
     return received, time.monotonic() - began
 
 
-async def run(minutes: float, rate: int = RATE) -> dict[str, Any]:
+async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str, Any]:
     """Prime (every machine gets values), then idle: saturation and the idle latency probe,
     then the load with the probe and the API phases, then the counts."""
     load_s = minutes * 60
@@ -360,19 +401,23 @@ async def run(minutes: float, rate: int = RATE) -> dict[str, Any]:
     key = secrets.token_urlsafe(24)
     with workdir("sustained") as wd, mosquitto() as broker, influxd() as influx:
         api_port = free_port()
-        config = write_config(wd, broker.port, influx, api_port)
+        config = write_config(wd, broker.port, influx, api_port, split)
         env = {**os.environ, KEY_ENV: key, TOKEN_ENV: os.environ[TOKEN_ENV]}
-        lm = Linemon(config, api_port, env, wd / "linemon.log")
+        lm = Linemon(config, api_port, env, wd, split)
         samples: list[Sample] = []
         probe = Probe(phase="idle")
         windows: list[tuple[float, float]] = []
         began = [time.monotonic()]
         try:
             await asyncio.to_thread(wait_for_port, api_port, 60)
-            async with httpx.AsyncClient(base_url=lm.url, timeout=30,
-                                         headers={"Authorization": f"Bearer {key}"}) as http:
+            await asyncio.to_thread(wait_for_port, lm.engine.port, 60)
+            auth = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(base_url=lm.engine.url, timeout=30,
+                                         headers=auth) as http, \
+                    httpx.AsyncClient(base_url=lm.url, timeout=30, headers=auth) as api_http:
                 for _ in range(300):
-                    if (await http.get("/readyz")).status_code == 200:
+                    if ((await http.get("/readyz")).status_code == 200
+                            and (await api_http.get("/readyz")).status_code == 200):
                         break
                     await asyncio.sleep(0.1)
                 # prime: 10 s at 1,000 msg/s, so the snapshot has every machine's values
@@ -425,31 +470,36 @@ async def run(minutes: float, rate: int = RATE) -> dict[str, Any]:
                 counts = await asyncio.to_thread(flux_counts, influx, wall0 - 1, time.time())
             figures = analyse(minutes, loads, published, counts, samples, load_end, windows,
                               warmup_s, drain_s, probe, http_results, sat, wall1 - wall0, rate,
-                              received - received0 - probes, broker_stats)
+                              received - received0 - probes, broker_stats, split)
         finally:
             lm.stop()
-            keep = Path(tempfile.gettempdir()) / "linemon-bench-sustained.log"
-            shutil.copyfile(wd / "linemon.log", keep)
-            print(f"(linemon's log: {keep})")
+            for log in lm.logs:
+                keep = Path(tempfile.gettempdir()) / f"linemon-bench-sustained-{log.name}"
+                shutil.copyfile(log, keep)
+                print(f"(linemon's log: {keep})")
     return figures
 
 
 # --- figures ------------------------------------------------------------------------------
 
 
-def rate_between(samples: list[Sample], a: float, b: float) -> float | None:
-    inside = [s for s in samples if a <= s.t <= b]
+def rate_between(samples: list[Sample], a: float, b: float, api: bool = False) -> float | None:
+    """CPU cores over [a, b]: the collector's, or with `api` the API process's (split)."""
+    inside = [s for s in samples if a <= s.t <= b and (not api or s.api_cpu_s is not None)]
     if len(inside) < 2 or inside[-1].t - inside[0].t <= 0:
         return None
-    return (inside[-1].cpu_s - inside[0].cpu_s) / (inside[-1].t - inside[0].t)
+    first, last = inside[0], inside[-1]
+    used = ((last.api_cpu_s or 0.0) - (first.api_cpu_s or 0.0)) if api \
+        else last.cpu_s - first.cpu_s
+    return used / (last.t - first.t)
 
 
 def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
             counts: dict[tuple[str, str], int], samples: list[Sample], load_end: float,
             windows: list[tuple[float, float]], warmup_s: float, drain_s: float, probe: Probe,
             http_results: dict[str, list[dict[str, Any]]], sat: dict[str, list[float]],
-            wall_s: float, rate: int, received: int, broker_stats: dict[str, int]
-            ) -> dict[str, Any]:
+            wall_s: float, rate: int, received: int, broker_stats: dict[str, int],
+            split: bool) -> dict[str, Any]:
     signal_of = {name: sig for sig, (name, _) in TAGS.items()}
     lost = 0
     worst: tuple[int, str] = (0, "")
@@ -471,7 +521,7 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
                     if len(during) > 1 else 0.0)
 
     # CPU per 30 s window, over the load, with and without the API load phases
-    cpu_all, cpu_ingest = [], []
+    cpu_all, cpu_ingest, api_ingest = [], [], []
     t = samples[0].t if samples else 0.0
     while t + CPU_WINDOW_S <= load_end:
         r = rate_between(samples, t, t + CPU_WINDOW_S)
@@ -479,8 +529,13 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
             cpu_all.append(r)
             if not any(a < t + CPU_WINDOW_S and b > t for a, b in windows):
                 cpu_ingest.append(r)
+                r_api = rate_between(samples, t, t + CPU_WINDOW_S, api=True)
+                if r_api is not None:
+                    api_ingest.append(r_api)
         t += CPU_WINDOW_S
     total_cpu = rate_between(samples, 0, load_end)
+    api_total = rate_between(samples, 0, load_end, api=True)
+    who = "engine" if split else "linemon"
     first = [s.rss for s in samples if s.t < 60]
     last = [s.rss for s in samples if load_end - 60 <= s.t <= load_end]
     rss_first = sum(first) / len(first) if first else 0
@@ -490,6 +545,7 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
     every = max(1, len(backlog) // 20)
 
     fig3 = {
+        "deployment": "split: engine + API process" if split else "one process",
         "minutes": minutes, "machines": MACHINES, "topics": sum(len(x["topics"]) for x in loads),
         "target_rate": rate, "offered_rate": round(offered),
         "linemon_receive_rate": round(receive_rate),
@@ -505,13 +561,17 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
         "linemon_cpu_cores_whole_load": round(total_cpu, 3) if total_cpu else None,
         "linemon_cpu_cores_ingest_only": Stats.of(cpu_ingest).as_dict() if cpu_ingest else None,
         "linemon_cpu_cores_all_windows": Stats.of(cpu_all).as_dict() if cpu_all else None,
+        "api_process_cpu_cores_whole_load": round(api_total, 3) if api_total else None,
+        "api_process_cpu_cores_ingest_only": (Stats.of(api_ingest).as_dict() if api_ingest
+                                              else None),
         "backlog_max": max((s.backlog for s in samples), default=None),
         "backlog_series": backlog[::every],
         "drain_after_load_s": round(drain_s, 1),
         "wall_s": round(wall_s, 1),
     }
     print_table(f"figure 3: sustained {rate:,} msg/s for {minutes:g} min "
-                f"({MACHINES} machines x {len(TAGS)} signals, QoS 1, InfluxDB historian)",
+                f"({MACHINES} machines x {len(TAGS)} signals, QoS 1, InfluxDB historian; "
+                f"{fig3['deployment']})",
                 ["what", "value"], [
                     ["offered rate (msg/s)", f"{offered:,.0f}"],
                     ["published (QoS 1)", f"{published:,}"],
@@ -524,13 +584,17 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
                     ["lost (published - stored, per topic)", f"{lost:,} (worst topic: {worst[0]})"],
                     ["  of which not delivered when the bench stopped waiting",
                      f"{fig3['not_delivered_when_we_stopped_waiting']:,}"],
-                    ["linemon CPU, whole load (cores)", f"{total_cpu:.2f}" if total_cpu else "-"],
-                    ["linemon CPU, ingest-only 30 s windows",
+                    [f"{who} CPU, whole load (cores)", f"{total_cpu:.2f}" if total_cpu else "-"],
+                    [f"{who} CPU, ingest-only 30 s windows",
                      Stats.of(cpu_ingest).spread("{:.2f}") + f" n={len(cpu_ingest)}"
                      if cpu_ingest else "-"],
-                    ["linemon CPU, all 30 s windows",
+                    [f"{who} CPU, all 30 s windows",
                      Stats.of(cpu_all).spread("{:.2f}") + f" n={len(cpu_all)}"
                      if cpu_all else "-"],
+                    *([["API process CPU, whole load (cores)", f"{api_total:.2f}"],
+                       ["API process CPU, ingest-only 30 s windows",
+                        Stats.of(api_ingest).spread("{:.2f}") + f" n={len(api_ingest)}"]]
+                      if split and api_total is not None and api_ingest else []),
                     ["publishers' CPU (cores)", fig3["publisher_cpu_cores"]],
                     ["spool backlog max (records)", fig3["backlog_max"]],
                     ["drain after the load stopped (s)", fig3["drain_after_load_s"]],
@@ -595,7 +659,7 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
             "rss_last_minute_mib": round(rss_last / 2**20, 1),
             "growth_pct": round(growth, 2) if growth is not None else None,
             "over_minutes": minutes}
-    print_table(f"figure 6 (growth): linemon RSS over the {minutes:g}-minute load "
+    print_table(f"figure 6 (growth): {who} RSS over the {minutes:g}-minute load "
                 "(the 1-hour soak is `make soak`)", ["first minute", "last minute", "growth"],
                 [[f"{fig6['rss_first_minute_mib']} MiB", f"{fig6['rss_last_minute_mib']} MiB",
                   f"{fig6['growth_pct']} %"]])
@@ -635,14 +699,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--minutes", type=float, default=1.0 if quick() else 10.0)
     parser.add_argument("--rate", type=int, default=RATE,
                         help="msg/s offered (development; the figure is at 10,000)")
+    parser.add_argument("--deployment", choices=["one", "split"], default="one",
+                        help="one `linemon run` process, or an engine and an API process")
     parser.add_argument("--force", action="store_true", help="run on a busy machine")
     args = parser.parse_args(argv)
     if args.force:
         os.environ["LINEMON_BENCH_FORCE"] = "1"
     refuse_if_loaded(figure="sustained")
-    print(f"sustained: {args.minutes:g} min at {args.rate:,} msg/s on {machine()}", flush=True)
+    print(f"sustained: {args.minutes:g} min at {args.rate:,} msg/s on {machine()}, "
+          f"deployment: {args.deployment}", flush=True)
     began = time.monotonic()
-    out = asyncio.run(run(args.minutes, args.rate))
+    out = asyncio.run(run(args.minutes, args.rate, split=args.deployment == "split"))
     out["took_s"] = round(time.monotonic() - began, 1)
     print(f"sustained: took {out['took_s']} s")
     return out
