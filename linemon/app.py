@@ -1,8 +1,11 @@
 """The composition root: builds sources, engine and historian from the config and runs them.
 
-Data path: a source emits a batch of samples -> the historian spool makes them
-durable (only then may an MQTT source acknowledge) -> the engine turns them into
-events -> events go to the spool and to live subscribers (the API's hub).
+Data path: a source emits a batch of samples -> the engine turns them into events ->
+the events go to live subscribers (the API's hub, notifications), and samples and events
+to the historian spool together; once both are durable the batch is done (only then may
+an MQTT source acknowledge). Live subscribers do not wait for the disk: a stop reaches
+the board and the phone while its record is being committed, and a slow or failing disk
+never blinds the board.
 """
 
 from __future__ import annotations
@@ -80,8 +83,15 @@ class Linemon:
     # --- pipeline --------------------------------------------------------------------
 
     async def ingest(self, samples: list[Sample]) -> None:
-        await self.historian.write_samples(samples)
-        await self._publish(self.engine.on_samples(samples, self.clock()))
+        """Returns once the samples and their events are durable."""
+        events = self.engine.on_samples(samples, self.clock())
+        if not events:
+            await self.historian.write_samples(samples)
+            return
+        self._announce(events)
+        # One group commit for both: the spool thread takes whatever is queued.
+        await asyncio.gather(self.historian.write_samples(samples),
+                             self.historian.write_events(events))
 
     async def publish(self, events: list[Event]) -> None:
         """Events made outside the pipeline (a person's acknowledgement) go the same way."""
@@ -90,7 +100,10 @@ class Linemon:
     async def _publish(self, events: list[Event]) -> None:
         if not events:
             return
+        self._announce(events)
         await self.historian.write_events(events)
+
+    def _announce(self, events: list[Event]) -> None:
         if any(isinstance(e, StateChanged) for e in events):
             self._wake.set()  # a stop's alert must not wait for the next tick
         self.listeners.send(events)
