@@ -6,14 +6,16 @@
 The traffic of figure (2) (bench/ingest_opcua.py, bench/opcua_plant.py): `machines`
 machines x 10 tags, first every tag's initial value, then each simulated second the good
 count and the six process values of every machine change (70 % of the tags), in
-notification messages of at most 1,000 values. The DataValues are made the way asyncua's
-client makes them (encoded and decoded again, one object per notification), before the
-clock starts: asyncua's own decode is not what this measures.
+notification messages of at most 1,000 values, each encoded (by asyncua) as the body of a
+DataChangeNotification before the clock starts.
 
 A real `Linemon` (constructed, not started: no source connects, nothing is spooled) takes
 them the way its OPC-UA source and its ingest do:
 
-- convert: OpcUaSource._to_samples (DataValue -> Sample, type coercion);
+- decode: opcua_decode's DataChangeNotification reader and the client handle -> tag lookup
+  (what PushedValues does for a Publish response; asyncua's own decode of the rest of the
+  response, one per message, is left out);
+- convert: OpcUaSource._to_samples (value tuple -> Sample, type coercion);
 - screen: TagScreen.screen (duplicates, counters);
 - encode: Historian.write_samples with the spool put stubbed out (line protocol);
 - engine: the rest of Linemon.ingest (trackers, alerting, OEE booking);
@@ -48,13 +50,14 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import ua
-from asyncua.common.utils import Buffer
-from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
+from asyncua.ua.ua_binary import struct_to_binary
 
 from bench.rig import NAMESPACE, TAGS, machine_ids, plant_config
+from collector.sources.opcua_decode import read_data_changes
+from collector.sources.opcua_subscription import tagged
 from linemon.config import PlantConfig
 
-STAGES = ("convert", "screen", "encode", "engine", "events")
+STAGES = ("decode", "convert", "screen", "encode", "engine", "events")
 PER_MESSAGE = 1000  # asyncua's MaxNotificationsPerPublish in figure (2)
 WARMUP_S = 2
 BASE = datetime(2025, 3, 4, 6, 0, tzinfo=UTC)  # a Tuesday morning, inside the all-day shift
@@ -65,13 +68,19 @@ CONSTANT = {"state_code": 1, "fault_code": 0, "reject_count": 0}
 
 # --- traffic --------------------------------------------------------------------------------
 
-def _decoded(value: Any, vtype: ua.VariantType, at: datetime,
-             status: ua.StatusCode | None = None) -> ua.DataValue:
-    """A DataValue as the client's decoder hands it over (own objects, UTC datetimes)."""
+def _value(value: Any, vtype: ua.VariantType, at: datetime,
+           status: ua.StatusCode | None = None) -> ua.DataValue:
+    """A DataValue as the bench server (bench/opcua_plant.py) sends it."""
     dv = ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=at, ServerTimestamp=at)
     if status is not None:
         dv.StatusCode = status
-    return struct_from_binary(ua.DataValue, Buffer(struct_to_binary(dv)))
+    return dv
+
+
+def _body(values: list[tuple[int, ua.DataValue]]) -> bytes:
+    """The encoded body of a DataChangeNotification, as it arrives in a Publish response."""
+    return struct_to_binary(ua.DataChangeNotification(MonitoredItems=[
+        ua.MonitoredItemNotification(ClientHandle=handle, Value=dv) for handle, dv in values]))
 
 
 def _varied(tick: int, n: int, name: str) -> tuple[Any, ua.StatusCode | None] | None:
@@ -101,7 +110,9 @@ def _varied(tick: int, n: int, name: str) -> tuple[Any, ua.StatusCode | None] | 
     return None
 
 
-Message = list[tuple[Any, ua.DataValue]]  # (the source's tag, the value): one notification each
+# One notification message: a DataChangeNotification body, its value count, and the source's
+# tags by client handle
+Message = tuple[bytes, int, dict[int, Any]]
 
 
 def traffic(config: PlantConfig, seconds: int, varied: bool) -> list[list[Message]]:
@@ -113,6 +124,8 @@ def traffic(config: PlantConfig, seconds: int, varied: bool) -> list[list[Messag
     nodes = [(n, name, kind, source.tags[f"nsu={NAMESPACE};s={line}.{machine}.{name}"])
              for n, (line, machine) in enumerate(machine_ids(len(machines)))
              for name, kind in TAGS.values()]
+    handles = {id(tag): handle for handle, (_, _, _, tag) in enumerate(nodes)}
+    tags = {handle: tag for handle, (_, _, _, tag) in enumerate(nodes)}
     out = []
     for tick in range(seconds + 1):
         at = BASE + timedelta(seconds=tick)
@@ -134,10 +147,13 @@ def traffic(config: PlantConfig, seconds: int, varied: bool) -> list[list[Messag
                     value, status = change
             if value is None:
                 continue
-            values.append((tag, _decoded(value, vtype, at, status)))
+            values.append((handles[id(tag)], _value(value, vtype, at, status)))
             if varied and n % 19 == 0 and tick == 9 and name == "speed":
-                values.append((tag, _decoded(value, vtype, at)))  # redelivered: a duplicate
-        out.append([values[i:i + PER_MESSAGE] for i in range(0, len(values), PER_MESSAGE)])
+                # redelivered: a duplicate
+                values.append((handles[id(tag)], _value(value, vtype, at)))
+        out.append([(_body(part), len(part), tags)
+                    for part in (values[i:i + PER_MESSAGE]
+                                 for i in range(0, len(values), PER_MESSAGE))])
     return out
 
 
@@ -216,9 +232,12 @@ class Run:
                on_samples: Callable[[list[Any]], None] | None = None) -> None:
         pt, cpu, lm, source = time.process_time, self.cpu, self.lm, self.source
         self.sim[0] = at + timedelta(seconds=0.2)
-        for values in messages:
-            self.notifications += len(values)
+        for body, count, tags in messages:
+            self.notifications += count
+            cd = pt()
+            values = tagged(read_data_changes(body), tags)
             c0 = pt()
+            cpu["decode"] += c0 - cd
             samples = source._to_samples(values)
             c1 = pt()
             samples = source.screen.screen(samples)
@@ -335,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [measure(config, seconds_traffic) for _ in range(args.reps)]
     per_sample = [sum(r[k] for k in STAGES) for r in runs]
     with_tick = [sum(r.values()) for r in runs]
-    n = sum(len(v) for m in seconds_traffic[WARMUP_S:] for v in m)
+    n = sum(count for m in seconds_traffic[WARMUP_S:] for _, count, _ in m)
     print(f"{args.machines} machines x {len(TAGS)} tags, {args.seconds} s measured "
           f"({n:,} notifications per run), CPU µs per notification, median (min..max) of "
           f"{args.reps} runs")

@@ -28,6 +28,7 @@ from collector.sources.base import (
     SourceStats,
     register,
 )
+from collector.sources.opcua_decode import data_value_parts
 from collector.sources.opcua_security import apply_security
 from collector.sources.opcua_subscription import ItemSettings, PushedValues
 from collector.sources.payload import Rejected, coercer
@@ -59,7 +60,11 @@ class _Tag:
         object.__setattr__(self, "coerce", coercer(self.type))
 
 
-Values = list[tuple[_Tag, ua.DataValue]]
+# (tag, value, StatusCode.value, SourceTimestamp or else ServerTimestamp or None): what the
+# subscription decodes (opcua_decode.py) and what polling makes of each DataValue
+Values = list[tuple[_Tag, Any, int, datetime | None]]
+_SEVERITY = 0xC000_0000  # a StatusCode's top two bits: 00 good, 01 uncertain, 1x bad
+_UNCERTAIN = 0x4000_0000
 
 
 class _Lost:
@@ -199,7 +204,7 @@ class OpcUaSource:
                            dv.StatusCode)
                     if last.get(node) != key:  # polling reports changes only, like a subscription
                         last[node] = key
-                        changed.append((tag, dv))
+                        changed.append((tag, *data_value_parts(dv)))
                 if changed:
                     await queue.put(changed)  # waits while the consumer is behind
             elapsed = asyncio.get_running_loop().time() - started
@@ -222,25 +227,24 @@ class OpcUaSource:
         stats, name, heard = self.stats, self.name, self.stats.last_message_at
         good, bad = Quality.GOOD, Quality.BAD
         samples = []
-        for tag, dv in values:
-            stats.received += 1
-            source_ts = dv.SourceTimestamp or dv.ServerTimestamp or received
-            if source_ts.tzinfo is None:
+        stats.received += len(values)
+        for tag, raw, status, source_ts in values:
+            if source_ts is None:
+                source_ts = received
+            elif source_ts.tzinfo is None:
                 source_ts = source_ts.replace(tzinfo=UTC)
-            status = dv.StatusCode
             quality = good
-            # Code 0 is Good itself, nearly every value's: it needs no method calls.
-            if status is not None and status.value != 0 and not status.is_good():
-                quality = Quality.UNCERTAIN if status.is_uncertain() else bad
+            # Code 0 is Good itself, nearly every value's; the severity bits say the rest.
+            if status and status & _SEVERITY:
+                quality = Quality.UNCERTAIN if status & _SEVERITY == _UNCERTAIN else bad
             if quality is bad:
                 # A Bad value is never used as a value; the sample only carries the quality.
                 samples.append(Sample(tag.machine, tag.signal, 0, source_ts, received, quality,
                                       name))
                 continue
             heard[tag.machine] = received
-            variant = dv.Value
             try:
-                value = tag.coerce(variant.Value if variant is not None else None)
+                value = tag.coerce(raw)
             except Rejected as err:
                 stats.rejected[err.reason] += 1
                 self._log.warning(err.reason, "source %s: %s.%s rejected: %s", name,

@@ -8,6 +8,9 @@ queue is full no new Publish request goes out and the values wait on the server,
 monitored item's queue (`queue_size`, oldest discarded first when it overflows) — the
 server is the buffer, as the protocol intends.
 
+The session decodes its Publish responses with opcua_decode.py: each value arrives as
+(tag, value, status code, timestamp), without asyncua's per-value DataValue objects.
+
 It also keeps the monitored items to one session: nothing recreates them behind the
 source's back (asyncua's stale-subscription watchdog only knows its own `Subscription`s),
 so a reconnect can never leave duplicate monitored items.
@@ -18,9 +21,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 from asyncua import Client, ua
+
+from collector.sources.opcua_decode import DataChanges, data_value_parts, install
 
 T = TypeVar("T")
 ITEMS_PER_REQUEST = 1000
@@ -35,11 +41,21 @@ class ItemSettings:
     deadband: float | None
 
 
+# (tag, value, StatusCode.value, SourceTimestamp or else ServerTimestamp or None)
+Value = tuple[T, Any, int, datetime | None]
+
+
+def tagged(changes: DataChanges, tags: dict[int, T]) -> list[Value[T]]:
+    """The values of monitored items still known, with their tags for client handles."""
+    return [(tags[handle], value, status, ts) for handle, value, status, ts in changes
+            if handle in tags]
+
+
 class PushedValues(Generic[T]):
-    """Monitored items of one subscription; values arrive in `queue` as (tag, DataValue) lists."""
+    """Monitored items of one subscription; values arrive in `queue` as lists of `Value`."""
 
     def __init__(self, client: Client, publishing_interval_ms: int,
-                 queue: asyncio.Queue[list[tuple[T, ua.DataValue]]],
+                 queue: asyncio.Queue[list[Value[T]]],
                  on_status: Callable[[str], None]) -> None:
         self.client = client
         self.interval_ms = publishing_interval_ms
@@ -60,6 +76,7 @@ class PushedValues(Generic[T]):
             PublishingEnabled=True,
             Priority=0,
         )
+        install(self.client.uaclient.session)  # before the publish loop starts
         result = await self.client.uaclient.create_subscription(params, self._on_publish)
         created = 0
         for first in range(0, len(items), ITEMS_PER_REQUEST):
@@ -110,13 +127,16 @@ class PushedValues(Generic[T]):
         )
 
     async def _on_publish(self, result: ua.PublishResult) -> None:
-        values: list[tuple[T, ua.DataValue]] = []
+        values: list[Value[T]] = []
+        tags = self._tags
         for notification in result.NotificationMessage.NotificationData or []:
-            if isinstance(notification, ua.DataChangeNotification):
+            if type(notification) is DataChanges:  # opcua_decode's fast path
+                values += tagged(notification, tags)
+            elif isinstance(notification, ua.DataChangeNotification):  # asyncua decoded it
                 for item in notification.MonitoredItems:
-                    tag = self._tags.get(item.ClientHandle)
+                    tag = tags.get(item.ClientHandle)
                     if tag is not None:
-                        values.append((tag, item.Value))
+                        values.append((tag, *data_value_parts(item.Value)))
             elif isinstance(notification, ua.StatusChangeNotification) \
                     and not notification.Status.is_good():  # expired, or the session is gone
                 self._on_status(f"subscription ended: {notification.Status.name}")

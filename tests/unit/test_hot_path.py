@@ -34,6 +34,7 @@ from collector.historian.schema import (
 )
 from collector.sources.base import RateLimitedLog, SourceStats
 from collector.sources.opcua import OpcUaSource
+from collector.sources.opcua_decode import data_value_parts
 from collector.sources.payload import Rejected, coerce, coercer
 from collector.sources.screening import TagScreen
 from linemon.config import PlantConfig
@@ -134,7 +135,8 @@ def test_opcua_values_become_samples_by_status_timestamp_and_type() -> None:
         (state, dv("2", ua.VariantType.String, SourceTimestamp=src_ts)),
     ]
     before = datetime.now(UTC)
-    samples = source._to_samples(values)
+    # what the source's queue carries: (tag, value, status code, timestamp), opcua_decode.py
+    samples = source._to_samples([(tag, *data_value_parts(d)) for tag, d in values])
     received = samples[0].received_ts
     assert before <= received <= datetime.now(UTC)
     g, u, b = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
@@ -160,7 +162,8 @@ def test_a_bad_value_alone_does_not_count_as_hearing_from_the_machine() -> None:
     state = source.tags["nsu=urn:t;s=m1.state"]
     bad = ua.DataValue(ua.Variant(1, ua.VariantType.Int32), SourceTimestamp=t(1))
     bad.StatusCode = ua.StatusCode(ua.StatusCodes.BadNotConnected)
-    assert [s.quality for s in source._to_samples([(state, bad)])] == [Quality.BAD]
+    values = [(state, *data_value_parts(bad))]
+    assert [s.quality for s in source._to_samples(values)] == [Quality.BAD]
     assert source.stats.last_message_at == {}
 
 
