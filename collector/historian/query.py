@@ -1,8 +1,10 @@
 """The one history query interface the API uses, and the logic both backends share.
 
-Both backends fetch raw rows with cheap filters pushed down (machine, line, time range,
-windowed sums) and hand them to the functions here for everything else (filters, order,
-pagination, timelines, bucket filling), so the API gets the same answer from either.
+Both backends push down what the store does well (machine, line, time range, windowed
+aggregates, and for the downtime list its filters, order and page cut: `DowntimeSearch`)
+and hand the rows to the functions here for the rest (cursors, timelines, bucket filling),
+so the API gets the same answer from either. `select_downtime` is the downtime list done
+in Python over every stop: the reference the stores' searches are tested against.
 
 Semantics:
 - time ranges are half-open [start, end); datetimes are UTC;
@@ -218,42 +220,125 @@ def decode_cursor(cursor: str, order: str) -> list[float | int | str]:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class DowntimeSearch:
+    """One page of the downtime list, checked, in the terms a store pushes down.
+
+    A store returns up to `limit + 1` stops that started in [start_ns, end_ns), pass the
+    filters and come after `after` in `order`, sorted by that order's key (`sort_key`):
+    (start, id), or (duration to `now`, start, id) for duration_desc; ties in start or
+    duration are broken by the next key, so pages never overlap nor skip a stop.
+
+    The key's terms, the same in SQL, Flux and Python:
+    - start: the point's timestamp in ns; linemon writes whole microseconds (its times are
+      datetimes), so it is exactly the DowntimeEvent's start;
+    - duration: `(end_us - start_us) / 1e6`, end = now for an open stop: what
+      `DowntimeEvent.duration_s(now)` computes (an exactly rounded division both ways;
+      InfluxDB sorts closed stops by their stored `duration_s`, written from that value);
+    - the reason is the person's coding when there is one, else the engine's; a stop
+      without a category is unplanned.
+    A store may also return a superset in any order and let `pick` order and cut it.
+    """
+
+    start_ns: int
+    end_ns: int
+    now_ns: int
+    order: str
+    limit: int
+    line: str | None = None
+    machine: str | None = None
+    reason_code: str | None = None
+    category: str | None = None
+    min_duration_s: float | None = None
+    uncoded_only: bool = False
+    after: list[float | int | str] | None = None  # the cursor's key
+
+    @property
+    def descending(self) -> bool:
+        return self.order != "start_asc"
+
+    @property
+    def filters_fields(self) -> bool:
+        """Whether a filter needs more of a stop than its start, machine, line and id."""
+        return (self.reason_code is not None or self.category is not None
+                or self.min_duration_s is not None or self.uncoded_only)
+
+    def matches(self, ev: DowntimeEvent, now: datetime) -> bool:
+        return (self.start_ns <= to_ns(ev.start) < self.end_ns
+                and (self.line is None or ev.line == self.line)
+                and (self.machine is None or ev.machine == self.machine)
+                and (self.reason_code is None or ev.reason_code == self.reason_code)
+                and (self.category is None or ev.category == self.category)
+                and (not self.uncoded_only or ev.reason_code is None)
+                and (self.min_duration_s is None or ev.duration_s(now) >= self.min_duration_s))
+
+    def pick(self, events: Iterable[DowntimeEvent]) -> list[DowntimeEvent]:
+        """The search done in Python: what a store returns, from any superset of it."""
+        now = from_ns(self.now_ns)
+        keyed = sorted(((_sort_key(ev, self.order, now), ev) for ev in events
+                        if self.matches(ev, now)),
+                       key=lambda kv: kv[0], reverse=self.descending)
+        after = self.after
+        if after is not None:
+            keyed = [kv for kv in keyed if (kv[0] < after if self.descending else kv[0] > after)]
+        return [ev for _, ev in keyed[: self.limit + 1]]
+
+    def page(self, events: Sequence[DowntimeEvent]) -> Page[DowntimeEvent]:
+        """The page from what the store returned (up to limit + 1 stops, in order)."""
+        items = list(events[: self.limit])
+        more = len(events) > self.limit
+        now = from_ns(self.now_ns)
+        return Page(items, encode_cursor(self.order, _sort_key(items[-1], self.order, now))
+                    if more else None)
+
+
+def downtime_search(
+    *, start: datetime, end: datetime, now: datetime, line: str | None = None,
+    machine: str | None = None, reason_code: str | None = None,
+    category: DowntimeCategory | str | None = None, min_duration_s: float | None = None,
+    uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
+    order: str = "start_desc",
+) -> DowntimeSearch:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    s, e = check_range(start, end)
+    after = decode_cursor(cursor, order) if cursor is not None else None
+    return DowntimeSearch(
+        start_ns=s, end_ns=e, now_ns=to_ns(now), order=order, limit=limit, line=line,
+        machine=machine, reason_code=reason_code,
+        category=None if category is None else str(category),
+        min_duration_s=None if min_duration_s is None else float(min_duration_s),
+        uncoded_only=uncoded_only, after=after)
+
+
 def select_downtime(
     events: Iterable[DowntimeEvent], *, now: datetime, reason_code: str | None = None,
     category: DowntimeCategory | str | None = None, min_duration_s: float | None = None,
     uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
     order: str = "start_desc",
 ) -> Page[DowntimeEvent]:
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(ORDERS)}")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
-    picked = [
-        ev for ev in events
-        if (reason_code is None or ev.reason_code == reason_code)
-        and (category is None or ev.category == category)
-        and (not uncoded_only or ev.reason_code is None)
-        and (min_duration_s is None or ev.duration_s(now) >= min_duration_s)
-    ]
-    descending = order != "start_asc"
-    keyed = sorted(((_sort_key(ev, order, now), ev) for ev in picked),
-                   key=lambda kv: kv[0], reverse=descending)
-    if cursor is not None:
-        after = decode_cursor(cursor, order)
-        keyed = [kv for kv in keyed if (kv[0] < after if descending else kv[0] > after)]
-    page = keyed[:limit]
-    more = len(keyed) > limit
-    return Page([ev for _, ev in page], encode_cursor(order, page[-1][0]) if more else None)
+    """The downtime page computed in Python from every stop given (all in range): the
+    reference the stores' pushed-down searches are tested against."""
+    search = downtime_search(
+        start=from_ns(0), end=from_ns(2**62), now=now, reason_code=reason_code,
+        category=category, min_duration_s=min_duration_s, uncoded_only=uncoded_only,
+        limit=limit, cursor=cursor, order=order)
+    return search.page(search.pick(events))
 
 
 class DowntimeReads:
-    """`downtime_events` and `all_downtime_events` for a backend, from its one read of the
-    stops that started in a range (`_downtime`); filtering, order and pages are shared."""
+    """`downtime_events` and `all_downtime_events` for a backend: the search is pushed down
+    to the store (`_downtime_page`: filters, order, limit), only a page comes back."""
 
     _clock: Callable[[], datetime]
 
-    async def _downtime(self, start: datetime, end: datetime, line: str | None,
-                        machine: str | None) -> list[DowntimeEvent]:
+    async def _downtime_page(self, search: DowntimeSearch) -> list[DowntimeEvent]:
+        raise NotImplementedError
+
+    async def _all_downtime(self, start: datetime, end: datetime, line: str | None,
+                            machine: str | None, category: str | None) -> list[DowntimeEvent]:
         raise NotImplementedError
 
     async def downtime_events(
@@ -263,18 +348,19 @@ class DowntimeReads:
         uncoded_only: bool = False, limit: int = 100, cursor: str | None = None,
         order: str = "start_desc",
     ) -> Page[DowntimeEvent]:
-        return select_downtime(
-            await self._downtime(start, end, line, machine), now=self._clock(),
+        search = downtime_search(
+            start=start, end=end, now=self._clock(), line=line, machine=machine,
             reason_code=reason_code, category=category, min_duration_s=min_duration_s,
             uncoded_only=uncoded_only, limit=limit, cursor=cursor, order=order)
+        return search.page(await self._downtime_page(search))
 
     async def all_downtime_events(
         self, *, start: datetime, end: datetime, line: str | None = None,
         machine: str | None = None, category: DowntimeCategory | str | None = None,
     ) -> list[DowntimeEvent]:
-        events = await self._downtime(start, end, line, machine)
-        return sorted((ev for ev in events if category is None or ev.category == category),
-                      key=lambda ev: (ev.start, ev.id))
+        check_range(start, end)
+        return await self._all_downtime(start, end, line, machine,
+                                        None if category is None else str(category))
 
 
 # --- states and counts -----------------------------------------------------------------

@@ -263,8 +263,14 @@ def _opt_ns(ts: datetime | None) -> int | None:
 # --- reading points back (both stores hand rows as tag/field dicts) ------------------
 
 
+_CATEGORIES: dict[str | None, DowntimeCategory] = {
+    None: DowntimeCategory.UNPLANNED, "": DowntimeCategory.UNPLANNED,
+    **{str(c): c for c in DowntimeCategory}}
+
+
 def downtime_from_row(row: Mapping[str, Any], ts_ns: int) -> DowntimeEvent:
     manual = row.get("manual_reason_code")
+    category = row.get("category")
     end_ns = row.get("end_ns")
     return DowntimeEvent(
         id=row["id"], line=row.get("line") or "", machine=row["machine"], start=from_ns(ts_ns),
@@ -272,7 +278,8 @@ def downtime_from_row(row: Mapping[str, Any], ts_ns: int) -> DowntimeEvent:
         reason_code=manual if manual is not None else row.get("reason_code"),
         reason_text=row.get("manual_reason_text") if manual is not None
         else row.get("reason_text"),
-        category=DowntimeCategory(row.get("category") or DowntimeCategory.UNPLANNED),
+        # (a dict, not the enum's call: a month of stops is read at once)
+        category=_CATEGORIES.get(category) or DowntimeCategory(category),
         micro_stop=bool(row.get("micro_stop") or False),
         note=row.get("note"), coded_by=row.get("coded_by"))
 

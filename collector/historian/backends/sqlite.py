@@ -28,10 +28,12 @@ from ..query import (
     AuditEntry,
     CountBucket,
     DowntimeReads,
+    DowntimeSearch,
     HistoryUnavailable,
     SeriesPoint,
     StateInterval,
     StateRow,
+    align,
     build_timeline,
     check_agg,
     check_every,
@@ -57,6 +59,26 @@ from .base import StoreRejected, StoreUnavailable
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 PRUNE_EVERY_S = 3600.0
+
+# The downtime sort key and filters in SQL, as query.DowntimeSearch defines them. The start
+# is ts_ns itself: linemon writes whole microseconds (times come from datetimes), so it is
+# the key's start, and ordering by it lets SQLite walk the downtime_ts index.
+START = "ts_ns"
+DURATION = "((coalesce(end_ns, :now) / 1000 - ts_ns / 1000) / 1e6)"
+REASON = "coalesce(manual_reason_code, reason_code)"
+CATEGORY = "coalesce(nullif(category, ''), 'unplanned')"
+
+
+def _downtime_where(s: int, e: int, line: str | None, machine: str | None,
+                    category: str | None) -> tuple[str, dict[str, Any]]:
+    where = "ts_ns >= :start AND ts_ns < :end AND id IS NOT NULL"
+    params: dict[str, Any] = {"start": s, "end": e}
+    for name, value, expr in (("machine", machine, "machine"), ("line", line, "line"),
+                              ("category", category, CATEGORY)):
+        if value is not None:
+            where += f" AND {expr} = :{name}"
+            params[name] = value
+    return where, params
 
 
 class SqliteStore(DowntimeReads):
@@ -165,7 +187,8 @@ class SqliteStore(DowntimeReads):
         for m in tables.PK:
             conn.execute(f"DELETE FROM {m} WHERE ts_ns < ?", (cutoff,))
 
-    async def _rows(self, m: str, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    async def _rows(self, m: str, sql: str, params: Sequence[Any] | dict[str, Any]
+                    ) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
             return [tables.row_dict(m, r) for r in self._reader().execute(sql, params)]
 
@@ -176,16 +199,57 @@ class SqliteStore(DowntimeReads):
 
     # --- HistoryQuery ---------------------------------------------------------------
 
-    async def _downtime(self, start: datetime, end: datetime, line: str | None,
-                        machine: str | None) -> list[DowntimeEvent]:
+    async def _downtime_page(self, search: DowntimeSearch) -> list[DowntimeEvent]:
+        where, params = _downtime_where(search.start_ns, search.end_ns, search.line,
+                                        search.machine, search.category)
+        params["now"] = search.now_ns
+        if search.reason_code is not None:
+            where += f" AND {REASON} = :reason"
+            params["reason"] = search.reason_code
+        if search.uncoded_only:
+            where += f" AND {REASON} IS NULL"
+        if search.min_duration_s is not None:
+            where += f" AND {DURATION} >= :min_duration"
+            params["min_duration"] = search.min_duration_s
+        key = (DURATION, START, "id") if search.order == "duration_desc" else (START, "id")
+        if search.after is not None:  # row values compare like Python's lists
+            names = [f":after{i}" for i in range(len(key))]
+            where += (f" AND ({', '.join(key)}) {'<' if search.descending else '>'} "
+                      f"({', '.join(names)})")
+            params |= {n[1:]: v for n, v in zip(names, search.after, strict=True)}
+        direction = " DESC" if search.descending else ""
+        params["limit"] = search.limit + 1
+        return await self._downtime_rows(
+            f"SELECT * FROM downtime WHERE {where} ORDER BY "
+            f"{', '.join(k + direction for k in key)} LIMIT :limit", params)
+
+    async def _all_downtime(self, start: datetime, end: datetime, line: str | None,
+                            machine: str | None, category: str | None) -> list[DowntimeEvent]:
         s, e = check_range(start, end)
-        sql, params = "SELECT * FROM downtime WHERE ts_ns >= ? AND ts_ns < ?", [s, e]
-        if machine is not None:
-            sql, params = sql + " AND machine = ?", [*params, machine]
-        if line is not None:
-            sql, params = sql + " AND line = ?", [*params, line]
-        rows = await self._rows(DOWNTIME, sql, params)
-        return [downtime_from_row(r, r["ts_ns"]) for r in rows]
+        where, params = _downtime_where(s, e, line, machine, category)
+        return await self._downtime_rows(
+            f"SELECT * FROM downtime WHERE {where} ORDER BY {START}, id", params)
+
+    async def _downtime_rows(self, sql: str, params: dict[str, Any]) -> list[DowntimeEvent]:
+        """Stops straight from the row tuples, on the reader thread (a month of them is
+        read at once: row_dict per row and the conversion on the event loop took ~1 s)."""
+
+        def run() -> list[DowntimeEvent]:
+            cur = self._reader().cursor()
+            cur.row_factory = None
+            cur.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            out = []
+            for values in cur:
+                row = dict(zip(names, values, strict=True))
+                row["machine"] = row["machine"] or None  # as row_dict: '' tags are None
+                out.append(downtime_from_row(row, row["ts_ns"]))
+            return out
+
+        try:
+            return await self._on(self._rpool, run)
+        except StoreUnavailable as err:
+            raise HistoryUnavailable(str(err)) from err
 
     async def get_downtime(self, id: str) -> DowntimeEvent | None:
         rows = await self._rows(DOWNTIME, "SELECT * FROM downtime WHERE id = ? LIMIT 1", [id])
@@ -238,16 +302,27 @@ class SqliteStore(DowntimeReads):
         check_agg(agg)
         every = check_every(start, end, every_s)
         s, e = check_range(start, end)
-        # For "last", SQLite documents that a bare column next to max() comes from that row.
-        expr = {"mean": "avg(value) AS v", "min": "min(value) AS v", "max": "max(value) AS v",
-                "last": "value AS v, max(ts_ns) AS t"}[agg]
-        rows = await self._rows(
-            "sample",
-            f"SELECT ts_ns - (ts_ns % ?) AS b, {expr} FROM sample "
-            "WHERE machine = ? AND signal = ? AND ts_ns >= ? AND ts_ns < ? "
-            "AND quality != 'bad' AND value IS NOT NULL GROUP BY b ORDER BY b",
-            [every, machine, signal, s, e])
-        return [SeriesPoint(from_ns(r["b"]), float(r["v"])) for r in rows]
+        where = ("WHERE machine = :machine AND signal = :signal AND ts_ns >= {lo} AND "
+                 "ts_ns < {hi} AND quality != 'bad' AND value IS NOT NULL")
+        params = {"every": every, "machine": machine, "signal": signal, "start": s, "end": e,
+                  "first": align(s, every)}
+        if agg == "last":
+            # SQLite documents that a bare column next to max() comes from that row.
+            rows = await self._rows(
+                "sample", "SELECT ts_ns - (ts_ns % :every) AS b, value AS v, max(ts_ns) AS t "
+                "FROM sample " + where.format(lo=":start", hi=":end")
+                + " GROUP BY b ORDER BY b", params)
+        else:
+            # One aggregate per window, each a range of the primary key: three times faster
+            # than GROUP BY over the computed window, which sorts every sample first.
+            fn = {"mean": "avg", "min": "min", "max": "max"}[agg]
+            rows = await self._rows(
+                "sample", "WITH RECURSIVE w(b) AS (SELECT :first UNION ALL "
+                "SELECT b + :every FROM w WHERE b + :every < :end) "
+                f"SELECT b, (SELECT {fn}(value) FROM sample "
+                + where.format(lo="max(b, :start)", hi="min(b + :every, :end)")
+                + ") AS v FROM w", params)
+        return [SeriesPoint(from_ns(r["b"]), float(r["v"])) for r in rows if r["v"] is not None]
 
     async def oee_snapshots(
         self, *, start: datetime, end: datetime, machine: str | None = None,
