@@ -9,8 +9,9 @@ Each line with WebSocket subscribers has a feed: it pushes the snapshot, plus a 
 of what changed since the last push, at most once per `min_interval_s`, and at least
 every `heartbeat_s` even when nothing happened (time in state and OEE move on their own).
 A machine's state change or an alert change is the news a board exists for: it goes out
-at once, not at the next slot, yet no sooner than `URGENT_GAP_S` after the last push, so
-a flapping machine cannot flood the boards.
+at once, not at the next slot, yet no sooner than `URGENT_GAP_S` after the last urgent
+push, so a flapping machine cannot flood the boards (a heartbeat push just before does
+not hold it back).
 A slow client is never waited for: it keeps only the newest snapshot and the changes
 that piled up (bounded; overflow is counted).
 """
@@ -104,12 +105,14 @@ class LineFeed:
 
     async def run(self) -> None:
         last = time.monotonic()
+        last_urgent = last - URGENT_GAP_S
         while self.subscribers:
             heartbeat_in = max(0.0, last + self.hub.heartbeat_s - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(heartbeat_in):
                     await self.dirty.wait()
-            await self._next_slot(last)
+            if await self._next_slot(last, last_urgent):
+                last_urgent = time.monotonic()
             self.dirty.clear()
             self.rush.clear()
             changes, self.changes = self.changes, []
@@ -123,17 +126,18 @@ class LineFeed:
                 self.hub.dropped_changes += sub.offer(snapshot, changes)
             last = time.monotonic()
 
-    async def _next_slot(self, last: float) -> None:
-        """The rate limit: one push per `min_interval_s`, or `URGENT_GAP_S` for urgent news."""
+    async def _next_slot(self, last: float, last_urgent: float) -> bool:
+        """The rate limit: one push per `min_interval_s`, or `URGENT_GAP_S` after the last
+        urgent push for urgent news; True when this push is an urgent one."""
         while True:
-            rush = self.rush.is_set()
-            gap = min(URGENT_GAP_S, self.hub.min_interval_s) if rush else self.hub.min_interval_s
-            wait = last + gap - time.monotonic()
-            if wait <= 0 and not rush:
-                return
-            if rush:
+            if self.rush.is_set():
+                gap = min(URGENT_GAP_S, self.hub.min_interval_s)
+                wait = last_urgent + gap - time.monotonic()
                 await asyncio.sleep(max(wait, URGENT_COALESCE_S))
-                return
+                return True
+            wait = last + self.hub.min_interval_s - time.monotonic()
+            if wait <= 0:
+                return False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self.rush.wait()

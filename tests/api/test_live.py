@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from api.live_hub import URGENT_GAP_S
 from linemon.model import Quality, Sample
 from tests.api.conftest import Api, Served
 from tests.api.plant import KEY, NOW, bearer
@@ -159,6 +161,35 @@ async def test_websocket_snapshot_then_a_stop_pushed_as_a_state_change(served: S
             await receive(ws)
             stamps.append(time.monotonic())
         assert stamps[1] - stamps[0] >= 0.9
+
+
+async def test_a_flapping_machine_s_changes_all_reach_the_board_in_fewer_pushes(
+        served: Served) -> None:
+    lm, clock = served.api.lm, served.api.clock
+    async with connect(board_url(served)) as ws:
+        await receive(ws)
+        began = time.monotonic()
+        for i in range(40):  # up, down, up, ... (it is down at NOW), faster than URGENT_GAP_S
+            at = NOW + timedelta(seconds=10, milliseconds=10 * i)
+            clock.now = at
+            await lm.ingest([Sample("weld-a2", "state", 1 if i % 2 == 0 else 4, at, at,
+                                    Quality.GOOD, "gw")])
+            await asyncio.sleep(URGENT_GAP_S / 3)
+        flood_s = time.monotonic() - began
+        pushes, changes = 0, 0
+        deadline = time.monotonic() + 2.0  # heartbeats keep coming: stop listening at some point
+        with contextlib.suppress(TimeoutError):
+            while changes < 40 and (left := deadline - time.monotonic()) > 0:
+                message = await receive(ws, left)
+                flapped = [c for c in message["changes"]
+                           if c["kind"] == "state" and c["machine"] == "weld-a2"]
+                if flapped:
+                    pushes += 1
+                    changes += len(flapped)
+                    last = machines(message["line"])["weld-a2"]["state"]
+    assert changes == 40  # every change is told
+    assert last == "down"
+    assert 2 <= pushes < 40, (pushes, flood_s)
 
 
 async def test_websocket_reconnect_starts_with_a_full_snapshot(served: Served) -> None:
