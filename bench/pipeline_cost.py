@@ -17,7 +17,7 @@ them the way its OPC-UA source and its ingest do:
   response, one per message, is left out);
 - convert: OpcUaSource._to_samples (value tuple -> Sample, type coercion);
 - screen: TagScreen.screen (duplicates, counters);
-- encode: Historian.write_samples with the spool put stubbed out (line protocol);
+- encode: the historian's line protocol for the samples (the spool put stubbed out);
 - engine: the rest of Linemon.ingest (trackers, alerting, OEE booking);
 - events: Historian.write_events of the events the samples made (PartsProduced ...);
 - tick: Engine.on_tick and its events' encoding, every simulated second (half a second
@@ -46,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -210,23 +211,29 @@ class Run:
                 on_record(kind, records)
             return len(records)
 
+        async def spool_put(records: list[Any]) -> list[int]:  # Historian.write's one put
+            for kind, run in groupby(records, key=lambda r: r.kind):
+                await put(kind, list(run))
+            return []
+
         historian._put = put
-        write_samples, write_events = historian.write_samples, historian.write_events
+        historian.spool.put = spool_put
+        sample_records, event_records = historian._sample_records, historian._event_records
 
-        async def timed_samples(samples: Any) -> int:
+        def timed_samples(samples: Any) -> list[Any]:
             c = time.process_time()
-            n = await write_samples(samples)
+            records = sample_records(samples)
             self.cpu["encode"] += time.process_time() - c
-            return n
+            return records
 
-        async def timed_events(events: Any) -> int:
+        def timed_events(events: Any) -> list[Any]:
             c = time.process_time()
-            n = await write_events(events)
+            records = event_records(events)
             self.cpu[self._bucket] += time.process_time() - c
-            return n
+            return records
 
-        historian.write_samples = timed_samples
-        historian.write_events = timed_events
+        historian._sample_records = timed_samples
+        historian._event_records = timed_events
 
     def second(self, at: datetime, messages: list[Message],
                on_samples: Callable[[list[Any]], None] | None = None) -> None:

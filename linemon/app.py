@@ -85,13 +85,11 @@ class Linemon:
     async def ingest(self, samples: list[Sample]) -> None:
         """Returns once the samples and their events are durable."""
         events = self.engine.on_samples(samples, self.clock())
-        if not events:
-            await self.historian.write_samples(samples)
-            return
-        self._announce(events)
-        # One group commit for both: the spool thread takes whatever is queued.
-        await asyncio.gather(self.historian.write_samples(samples),
-                             self.historian.write_events(events))
+        if events:
+            self._announce(events)
+        # Queued for the spool before anything else runs (the tick woken above included),
+        # so a stop's alert lands after the state change that caused it.
+        await self.historian.write(samples, events)
 
     async def publish(self, events: list[Event]) -> None:
         """Events made outside the pipeline (a person's acknowledgement) go the same way."""

@@ -105,24 +105,23 @@ class Historian:
 
     async def write_samples(self, samples: Iterable[Sample]) -> int:
         """Spool samples; returns how many were stored (durably) once they are on disk."""
-        records = []
-        encode = self._encoder.encode  # hoisted: one call per sample
-        for s in samples:
-            try:
-                records.append(encode(s))
-            except (LineProtocolError, TypeError, ValueError) as err:
-                self._reject("sample", err, s)
-        return await self._put("sample", records)
+        return await self._put("sample", self._sample_records(samples))
 
     async def write_events(self, events: Iterable[object]) -> int:
         """Spool engine events, OeeSnapshots and Alerts (never dropped by the spool)."""
-        records = []
-        for ev in events:
-            try:
-                records.append(encode_event(ev))
-            except (LineProtocolError, TypeError, ValueError) as err:
-                self._reject("event", err, ev)
-        return await self._put("event", records)
+        return await self._put("event", self._event_records(events))
+
+    async def write(self, samples: Iterable[Sample], events: Iterable[object]) -> None:
+        """Spool a batch's samples and the events they caused in one commit: once this
+        returns both are on disk, and a failed commit stores neither."""
+        sample_records = self._sample_records(samples)
+        event_records = self._event_records(events)
+        if sample_records or event_records:
+            await self.spool.put(sample_records + event_records)
+        if sample_records:
+            self.forwarder.notify("sample", len(sample_records))
+        if event_records:
+            self.forwarder.notify("event", len(event_records))
 
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything written so far is in the store; False on timeout."""
@@ -151,6 +150,25 @@ class Historian:
         }
 
     # --- internals ------------------------------------------------------------------
+
+    def _sample_records(self, samples: Iterable[Sample]) -> list[Record]:
+        records = []
+        encode = self._encoder.encode  # hoisted: one call per sample
+        for s in samples:
+            try:
+                records.append(encode(s))
+            except (LineProtocolError, TypeError, ValueError) as err:
+                self._reject("sample", err, s)
+        return records
+
+    def _event_records(self, events: Iterable[object]) -> list[Record]:
+        records = []
+        for ev in events:
+            try:
+                records.append(encode_event(ev))
+            except (LineProtocolError, TypeError, ValueError) as err:
+                self._reject("event", err, ev)
+        return records
 
     async def _put(self, kind: str, records: list[Record]) -> int:
         if records:
