@@ -11,16 +11,20 @@ paho never learns that a send only reached our buffer: that changes nothing for 
 because bytes handed to the kernel are just as lost when the connection drops, and paho
 keeps every unacknowledged QoS > 0 message for redelivery either way.
 
-`BufferedClient` also decodes an MQTT 5 PUBLISH that carries no properties (what every
+`BufferedClient` takes whole packets straight from that buffer, skipping paho's reader
+(three or more reads and a dict update per length byte), and hands any packet but a
+property-less PUBLISH to paho's own handler as if paho had read it. It also decodes an
+MQTT 5 PUBLISH that carries no properties (what every
 publisher we know sends) without building paho's `Properties` object: measured, that object
 costs ~20 µs per message, six times the rest of paho's decode. It builds the message
 without the `MQTTMessageInfo` (and its `threading.Condition`) paho makes for every received
 message but only uses for sent ones (3.6 -> 0.4 µs, timeit), and hands it straight to
 `on_message` when no per-topic callbacks are registered, skipping paho's topic-filter walk
 (~4.5 µs). Anything else (QoS 2, properties present, MQTT 3.1.1) takes paho's own path.
-The overrides use paho 2.x internals (`_create_socket`, `_handle_publish`, `_in_packet`,
-`_on_message_filtered`, `_in_callback_mutex`); pyproject pins paho to the tested minor
-versions and tests/collector/test_mqtt_socket.py checks that they are still there.
+The overrides use paho 2.x internals (`_create_socket`, `_packet_read`, `_handle_publish`,
+`_in_packet`, `_msgtime_mutex`, `_last_bytes_received`, `_on_message_filtered`,
+`_in_callback_mutex`); pyproject pins paho to the tested minor versions and
+tests/collector/test_mqtt_socket.py checks that they are still there.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ class BufferedSocket:
         None when only part of one is here (paho's own reader then takes it byte by byte)."""
         buf = self._in
         n = len(buf)
+        if not n or not buf[0] & 0xF0:
+            return None  # nothing, or packet type 0 (reserved): paho's reader calls it an error
         length, mult, i = 0, 1, 1
         while True:  # the remaining length: 1 to 4 bytes, 7 bits each
             if i >= n or i > 4:
