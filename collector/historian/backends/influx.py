@@ -28,7 +28,7 @@ from influxdb_client.service.organizations_service import OrganizationsService
 
 from ..config import InfluxBackendConfig
 from .base import StoreAuthError, StoreRejected, StoreTooLarge, StoreUnavailable
-from .flux_csv import parse_rows
+from .flux_csv import FluxQueryError, parse_rows
 from .influx_query import InfluxQueryMixin
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def translate(err: Exception, what: str) -> Exception:
 
 
 TRANSPORT_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
-PARSE_INLINE_CHARS = 1_000_000
+PARSE_INLINE_CHARS = 64_000  # ~3 ms of parsing at most on the event loop
 
 
 class InfluxStore(InfluxQueryMixin):
@@ -173,9 +173,14 @@ class InfluxStore(InfluxQueryMixin):
         except TRANSPORT_ERRORS as err:
             raise self.unavailable(translate(err, "query")) from err
         # A big answer (a month of stops: seconds) is parsed off the event loop.
-        rows = (parse_rows(text) if len(text) < PARSE_INLINE_CHARS
-                else await asyncio.to_thread(parse_rows, text))
-        if "\r\n" in text:  # Flux's CSV turns "\n" in strings into "\r\n"; undo it
+        try:
+            rows = (parse_rows(text) if len(text) < PARSE_INLINE_CHARS
+                    else await asyncio.to_thread(parse_rows, text))
+        except FluxQueryError as err:  # failed while running (a timeout, influxd's memory)
+            raise self.unavailable(StoreUnavailable(f"query: {err}")) from err
+        # Flux's CSV turns "\n" in strings into "\r\n"; undo it. Rows end in "\r\n" too,
+        # but only a quoted cell can hold a line break.
+        if '"' in text:
             for row in rows:
                 for key, value in row.items():
                     if isinstance(value, str) and "\r\n" in value:
