@@ -5,7 +5,7 @@ asyncua decodes every value of a notification into a MonitoredItemNotification, 
 DataValue, a Variant and a StatusCode, and both of its timestamps into datetimes, through
 its generic dataclass decoder: about 12 µs per value, more than the rest of linemon's
 ingest. `decode_publish` reads the DataChangeNotification bodies itself, with
-`struct.unpack_from` over the bytes, in about 1.5 µs per value, and leaves the rest of the
+`struct.unpack_from` over the bytes, in about 1.1 µs per value, and leaves the rest of the
 message (header, acknowledgement results, status changes, events) to asyncua's decoder.
 
 Only what linemon meets in practice takes the fast path: scalar Null, Boolean, integers,
@@ -149,6 +149,8 @@ def read_data_changes(body: bytes) -> DataChanges:
             elif vtype == _STRING:
                 (length,) = unpack_i32(body, pos)
                 pos += 4
+                if length < -1:
+                    raise _Unusual("negative string length")
                 if length >= 0:
                     if pos + length > len(body):
                         raise _Unusual("string runs past the notification")
