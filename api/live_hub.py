@@ -111,8 +111,7 @@ class LineFeed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(heartbeat_in):
                     await self.dirty.wait()
-            if await self._next_slot(last, last_urgent):
-                last_urgent = time.monotonic()
+            urgent = await self._next_slot(last, last_urgent)
             self.dirty.clear()
             self.rush.clear()
             changes, self.changes = self.changes, []
@@ -125,6 +124,8 @@ class LineFeed:
             for sub in list(self.subscribers):
                 self.hub.dropped_changes += sub.offer(snapshot, changes)
             last = time.monotonic()
+            if urgent:
+                last_urgent = last
 
     async def _next_slot(self, last: float, last_urgent: float) -> bool:
         """The rate limit: one push per `min_interval_s`, or `URGENT_GAP_S` after the last

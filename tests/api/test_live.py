@@ -176,7 +176,7 @@ async def test_a_flapping_machine_s_changes_all_reach_the_board_in_fewer_pushes(
                                     Quality.GOOD, "gw")])
             await asyncio.sleep(URGENT_GAP_S / 3)
         flood_s = time.monotonic() - began
-        pushes, changes = 0, 0
+        pushes, changes, last = 0, 0, None
         deadline = time.monotonic() + 2.0  # heartbeats keep coming: stop listening at some point
         with contextlib.suppress(TimeoutError):
             while changes < 40 and (left := deadline - time.monotonic()) > 0:

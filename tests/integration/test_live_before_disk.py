@@ -34,11 +34,16 @@ async def test_a_stop_reaches_listeners_while_the_spool_cannot_write(tmp_path: P
             while not isinstance(event, StateChanged):
                 event = await asyncio.wait_for(live.get(), 3)
             assert (event.machine, event.state) == ("press-a1", MachineState.DOWN)
-            await asyncio.sleep(0.3)
-            assert not batch.done(), "the batch must wait until it is durable"
+            # the spool cannot write while the lock is held: the batch must still be waiting
+            done, _ = await asyncio.wait({batch}, timeout=0.3)
+            assert not done, "the batch must wait until it is durable"
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
         await asyncio.wait_for(batch, 10)
-        # the stop's sample, its state change and its downtime start are in the spool
+        # the stop's sample and its events went to the spool in one commit, and on to history
         assert lm.historian.counters()["spool"]["appended"] >= appended + 3
+        assert await lm.historian.flush(10)
+        stop_id = f"press-a1:{at.isoformat()}"
+        stored = await lm.historian.query.get_downtime(stop_id)
+        assert stored is not None and stored.end is None, stored
