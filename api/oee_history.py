@@ -55,11 +55,13 @@ async def oee_periods(lm: Runtime, line: LineConfig, machine: MachineConfig | No
         with caller_errors():
             timeline = await q.state_timeline(m.id, window.start, until)
             counts = await q.counts(m.id, window.start, until, every_s)
-        own = sorted((e for e in stops if e.machine == m.id), key=lambda e: e.start)
+        own = _Stops(sorted((e for e in stops if e.machine == m.id), key=lambda e: e.start))
         parts = _parts_per_shift(counts, shifts, window.start)
         counted: set[str] = set()  # stops already counted (a stop can span shifts)
+        ends = [iv.end for iv in timeline]  # the timeline is in time order, without overlaps
         accounts[m.id] = [
-            _replay(shift, m, timeline, own, parts[i], (lo, hi), until, counted)
+            _replay(shift, m, timeline[bisect.bisect_right(ends, lo):], own, parts[i],
+                    (lo, hi), until, counted)
             for i, (shift, (lo, hi)) in enumerate(zip(shifts, bounds, strict=True))]
     groups = _groups(shifts, by)
     end_id = line.end_machine or line.machines[-1].id
@@ -145,22 +147,40 @@ def _parts_per_shift(counts: Sequence[CountBucket], shifts: Sequence[ShiftInstan
     return out
 
 
+class _Stops:
+    """One machine's stops by start time, for finding the stop a DOWN interval belongs to."""
+
+    def __init__(self, stops: Sequence[DowntimeEvent]) -> None:
+        self.stops = stops
+        self.starts = [s.start for s in stops]
+
+    def at(self, t: datetime) -> DowntimeEvent | None:
+        i = bisect.bisect_right(self.starts, t) - 1
+        if i < 0:
+            return None
+        stop = self.stops[i]
+        return stop if stop.end is None or t < stop.end else None
+
+
 def _replay(shift: ShiftInstance, machine: MachineConfig, timeline: Sequence[StateInterval],
-            stops: Sequence[DowntimeEvent], parts: tuple[int, int],
+            stops: _Stops, parts: tuple[int, int],
             span: tuple[datetime, datetime], until: datetime, counted: set[str]) -> ShiftAccount:
     """Book [lo, hi) of one shift the way the live tracker booked it, knowing what it knew
     at `until`: a stop is a micro-stop while shorter than the threshold (a performance loss)
-    and a failure, in the shift it began in, once it reaches it, ended or not."""
+    and a failure, in the shift it began in, once it reaches it, ended or not. `timeline`
+    starts at the first interval that ends after `lo`."""
     lo, hi = span
     account = ShiftAccount(shift, machine.ideal_cycle_time_s)
     for iv in timeline:
+        if iv.start >= hi:
+            break
         a, b = max(iv.start, lo), min(iv.end, hi)
         if b <= a:
             continue
         booked = account.book(a, b, iv.state)
         if iv.state is not MachineState.DOWN:
             continue
-        stop = _stop_at(stops, iv.start)
+        stop = stops.at(iv.start)
         if stop is None:
             continue
         ended = stop.end is not None and stop.end <= until
@@ -179,14 +199,6 @@ def _replay(shift: ShiftInstance, machine: MachineConfig, timeline: Sequence[Sta
             account.failures += 1
     account.good, account.reject = parts
     return account
-
-
-def _stop_at(stops: Sequence[DowntimeEvent], t: datetime) -> DowntimeEvent | None:
-    i = bisect.bisect_right([s.start for s in stops], t) - 1
-    if i < 0:
-        return None
-    stop = stops[i]
-    return stop if stop.end is None or t < stop.end else None
 
 
 def _merged(accounts: Sequence[ShiftAccount]) -> ShiftAccount:

@@ -396,8 +396,8 @@ async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str
     short = load_s < 360
     phase_s = 6.0 if short else 20.0
     warmup_s = min(60.0, load_s / 6)
-    idle_s = 10.0 if short else 20.0
-    sat_s = 2.0 if short else 3.0
+    idle_s = 10.0 if short else 12.0
+    sat_s = 2.0
     key = secrets.token_urlsafe(24)
     with workdir("sustained") as wd, mosquitto() as broker, influxd() as influx:
         api_port = free_port()
@@ -420,9 +420,9 @@ async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str
                             and (await api_http.get("/readyz")).status_code == 200):
                         break
                     await asyncio.sleep(0.1)
-                # prime: 10 s at 1,000 msg/s, so the snapshot has every machine's values
+                # prime: 5 s at 2,000 msg/s, so the snapshot has every machine's values
                 await asyncio.to_thread(lambda: [p.wait() for p in publishers(
-                    broker.port, wd, 1000, 10, "prime")])
+                    broker.port, wd, 2000, 5, "prime")])
                 primed = sum(json.loads((wd / f"prime-{i}.json").read_text())["published"]
                              for i in range(PUBLISHERS))
                 await caught_up(http, primed, 30)
