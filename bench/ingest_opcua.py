@@ -1,6 +1,6 @@
 """Figure (2): OPC-UA ingest cost, linemon vs a bare asyncua subscription (the ceiling).
 
-    python -m bench.ingest_opcua [--reps 5] [--sizes 1000,5000] [--window 3]
+    python -m bench.ingest_opcua [--reps 5] [--sizes 1000,5000] [--window 2]
 
 One plain asyncua server process (bench/opcua_plant.py) serves 5,000 tags of which 70 %
 change every second. Each measured subscriber is a process of its own, subscribing to the
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reps", type=int, default=2 if harness.quick() else 5)
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--window", type=float, default=2.0 if harness.quick() else 3.0)
+    parser.add_argument("--window", type=float, default=2.0)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     with influxd() as influx:
