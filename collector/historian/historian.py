@@ -152,22 +152,19 @@ class Historian:
     # --- internals ------------------------------------------------------------------
 
     def _sample_records(self, samples: Iterable[Sample]) -> list[Record]:
-        records = []
-        encode = self._encoder.encode  # hoisted: one call per sample
-        for s in samples:
-            try:
-                records.append(encode(s))
-            except (LineProtocolError, TypeError, ValueError) as err:
-                self._reject("sample", err, s)
-        return records
+        return self._records("sample", samples, self._encoder.encode)
 
     def _event_records(self, events: Iterable[object]) -> list[Record]:
+        return self._records("event", events, encode_event)
+
+    def _records(self, kind: str, items: Iterable[Any], encode: Callable[[Any], Record]
+                 ) -> list[Record]:
         records = []
-        for ev in events:
+        for item in items:
             try:
-                records.append(encode_event(ev))
+                records.append(encode(item))
             except (LineProtocolError, TypeError, ValueError) as err:
-                self._reject("event", err, ev)
+                self._reject(kind, err, item)
         return records
 
     async def _put(self, kind: str, records: list[Record]) -> int:
