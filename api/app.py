@@ -34,6 +34,7 @@ from api.routes import (
 )
 from linemon.app import Linemon
 from linemon.bus import Bus
+from linemon.config import ConfigError
 from linemon.engine_role import EnginePublisher
 from linemon.roles import Runtime
 
@@ -116,7 +117,8 @@ def create_app(linemon: Runtime, *, manage: bool = True, live_interval_s: float 
 def create_engine_app(linemon: Linemon, publisher: EnginePublisher) -> FastAPI:
     """An engine process's HTTP side: liveness and readiness for the orchestrator (open),
     and its Prometheus metrics (sources, spool, forwarder, engine) for a key that sees every
-    line, as on the API; people use the API processes for everything else."""
+    line, as on the API, when the engine has the API's key variables; people use the API
+    processes for everything else."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -130,13 +132,20 @@ def create_engine_app(linemon: Linemon, publisher: EnginePublisher) -> FastAPI:
 
     app = FastAPI(title="linemon engine", version="0.1.0", lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None)
-    throttle = AuthThrottle(linemon.config.api.auth_failures_per_minute)
     app.state.linemon = linemon
     app.state.bus = publisher.bus
-    app.state.keyring = KeyRing(linemon.config.api)
-    app.state.auth_throttle = throttle
-    app.state.metrics = registry_for(linemon, None, throttle)
     app.include_router(ops.health_router)
-    app.include_router(ops.router)
+    try:
+        keyring = KeyRing(linemon.config.api)
+    except ConfigError as err:
+        # Engines ran without the API's key variables before they served /metrics; such an
+        # engine still starts, and says what /metrics needs.
+        log.warning("engine: /metrics is off: %s", err)
+    else:
+        throttle = AuthThrottle(linemon.config.api.auth_failures_per_minute)
+        app.state.keyring = keyring
+        app.state.auth_throttle = throttle
+        app.state.metrics = registry_for(linemon, None, throttle)
+        app.include_router(ops.router)
     problems.install(app)
     return app
