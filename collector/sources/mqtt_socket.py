@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -40,6 +42,7 @@ from paho.mqtt.properties import Properties
 
 READ_SIZE = 65536
 PUBLISH = 0x30
+PUBACK = 0x40
 # What paho hands on for a PUBLISH without properties; shared, as nobody writes to it.
 NO_PROPERTIES = Properties(PacketTypes.PUBLISH)
 # A received message's `info` is never read (it tracks the delivery of messages we send);
@@ -163,6 +166,14 @@ class BufferedClient(mqtt.Client):
                     self._last_bytes_received = mqtt.time_func()
                 return rc
         return super()._packet_read()
+
+    def puback_all(self, mids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages (manual ack) with one queued write: the same PUBACKs
+        paho's ack() queues one packet at a time (type, length 2, the message id; MQTT 5
+        leaves out the reason code when it is Success). ~3 µs a message less."""
+        if mids:
+            self._packet_queue(PUBACK, struct.pack(f"!{len(mids)}I",
+                                                   *[0x4002_0000 | mid for mid in mids]), 0, 0)
 
     def _handle_publish(self) -> MQTTErrorCode:
         rc = self._publish(self._in_packet["command"], self._in_packet["packet"])

@@ -166,7 +166,7 @@ async def test_reads_paused_on_a_full_queue_resume_with_the_buffered_bytes(
         publish_all(pub, [("plant/l1/m1/s", str(i).encode(), 0, False, None)
                           for i in range(2000)])
         await asyncio.sleep(1.0)  # the reader pauses meanwhile
-        paused_at = conn.queue.qsize()  # reading stopped at the high-water mark
+        paused_at = len(conn.queue)  # reading stopped at the high-water mark
         got = await receive(conn, 2000)
     finally:
         pub.loop_stop()
