@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from linemon.model import Sample
 
+INT64 = range(-(2**63), 2**63)  # what the historians store as an integer
 MAX_FUTURE = timedelta(hours=1)
 MAX_PAST = timedelta(days=7)
 
@@ -35,6 +36,19 @@ class FieldBinding:
     field: tuple[str, ...]
     ts_field: tuple[str, ...] | None
     type: str  # auto | int | float | bool | str
+    # Derived once, for decode's per-message shortcuts: the coercer for `type`, and the key
+    # when a path is one key long (the usual payload: {"value": ..., "ts": ...}).
+    convert: Callable[[object], float | int | bool | str] = field(
+        init=False, repr=False, compare=False)
+    key: str | None = field(init=False, repr=False, compare=False)
+    ts_key: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "convert", coercer(self.type))
+        object.__setattr__(self, "key", self.field[0] if len(self.field) == 1 else None)
+        ts_field = self.ts_field
+        object.__setattr__(self, "ts_key",
+                           ts_field[0] if ts_field is not None and len(ts_field) == 1 else None)
 
 
 def parse_json(payload: bytes) -> object:
@@ -67,8 +81,10 @@ def coerce(value: object, wanted: str) -> float | int | bool | str:
     if isinstance(value, float) and not math.isfinite(value):
         raise Rejected("nan_or_inf")
     if wanted == "auto":
-        if isinstance(value, bool | int | float | str):
+        if isinstance(value, bool | float | str):
             return value
+        if isinstance(value, int):
+            return _int64(value)
         raise Rejected("wrong_type", f"{type(value).__name__} is not a scalar")
     try:
         if wanted == "int":
@@ -77,11 +93,14 @@ def coerce(value: object, wanted: str) -> float | int | bool | str:
             number = float(value) if isinstance(value, str) else value
             if isinstance(number, float) and (not math.isfinite(number) or not number.is_integer()):
                 raise ValueError
-            return int(number)
+            return _int64(int(number))
         if wanted == "float":
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise ValueError
-            result = float(value)
+            try:
+                result = float(value)
+            except OverflowError:  # an integer no float holds (the JSON parser gives those)
+                raise Rejected("nan_or_inf", f"{str(value)[:20]}... is beyond a float") from None
             if not math.isfinite(result):
                 raise Rejected("nan_or_inf")
             return result
@@ -98,6 +117,12 @@ def coerce(value: object, wanted: str) -> float | int | bool | str:
         raise Rejected("wrong_type", f"{value!r} is not {wanted}") from None
 
 
+def _int64(value: int) -> int:
+    if value not in INT64:
+        raise Rejected("wrong_type", f"{str(value)[:20]}... is beyond 64 bits")
+    return value
+
+
 def coercer(wanted: str) -> Callable[[object], float | int | bool | str]:
     """`coerce(value, wanted)` for one `wanted`, for a source that knows each tag's type up
     front: the value types a PLC normally sends for it are returned at once (exactly what
@@ -110,13 +135,13 @@ def coercer(wanted: str) -> Callable[[object], float | int | bool | str]:
         return to_float
     if wanted == "int":
         def to_int(value: object) -> float | int | bool | str:
-            if type(value) is int:  # not a bool (type, not isinstance), not a float
+            if type(value) is int and value in INT64:  # not a bool (type, not isinstance)
                 return value
             return coerce(value, "int")
         return to_int
     if wanted == "auto":
         def to_auto(value: object) -> float | int | bool | str:
-            if type(value) is int or type(value) is str:
+            if type(value) is str or (type(value) is int and value in INT64):
                 return value
             return coerce(value, "auto")
         return to_auto
@@ -130,8 +155,8 @@ def parse_ts(raw: object, received: datetime) -> datetime:
     if isinstance(raw, bool):
         raise Rejected("bad_timestamp", repr(raw))
     if isinstance(raw, int | float):
-        if not math.isfinite(raw):
-            raise Rejected("bad_timestamp", repr(raw))
+        if not math.isfinite(raw if isinstance(raw, float) or abs(raw) < 2**63 else math.inf):
+            raise Rejected("bad_timestamp", repr(raw)[:40])
         seconds = raw / 1000 if raw > 1e11 else raw  # epoch milliseconds or seconds
         try:
             ts = datetime.fromtimestamp(seconds, UTC)
@@ -160,15 +185,23 @@ def decode(
         raise Rejected("not_an_object", type(document).__name__)
     samples = []
     for binding in bindings:
-        try:
-            raw = pick(document, binding.field)
-        except Rejected as err:
-            if len(bindings) > 1 and err.reason == "missing_field":
-                continue  # a per-machine object need not carry every signal every time
-            raise
-        value = coerce(raw, binding.type)
+        key = binding.key
+        if key is not None and key in document:
+            raw = document[key]
+        else:
+            try:
+                raw = pick(document, binding.field)
+            except Rejected as err:
+                if len(bindings) > 1 and err.reason == "missing_field":
+                    continue  # a per-machine object need not carry every signal every time
+                raise
+        value = binding.convert(raw)
         ts = received
-        if binding.ts_field is not None:
+        if binding.ts_key is not None:  # document is an object: only a missing ts is possible
+            raw_ts = document.get(binding.ts_key, _ABSENT)
+            if raw_ts is not _ABSENT:
+                ts = parse_ts(raw_ts, received)
+        elif binding.ts_field is not None:
             try:
                 ts = parse_ts(pick(document, binding.ts_field), received)
             except Rejected as err:
@@ -178,3 +211,6 @@ def decode(
     if not samples:
         raise Rejected("missing_field", "no configured field present")
     return samples
+
+
+_ABSENT = object()
