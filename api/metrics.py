@@ -36,7 +36,8 @@ class LinemonCollector(Collector):
         connected = GaugeMetricFamily("linemon_source_connected", "1 while connected", labels=label)
         counters = {
             "received": "samples received", "emitted": "samples passed to the engine",
-            "duplicates": "duplicate samples dropped", "reconnects": "reconnect attempts"}
+            "duplicates": "duplicate samples dropped", "reconnects": "reconnect attempts",
+            "slow_decodes": "OPC-UA Publish responses decoded by asyncua's generic decoder"}
         families = {name: CounterMetricFamily(f"linemon_source_{name}", doc, labels=label)
                     for name, doc in counters.items()}
         rejected = CounterMetricFamily("linemon_source_rejected", "payloads refused, by reason",

@@ -205,6 +205,7 @@ class Linemon:
                     "rejected": dict(s.stats.rejected),
                     "duplicates": s.stats.duplicates,
                     "reconnects": s.stats.reconnects,
+                    "slow_decodes": s.stats.slow_decodes,
                     "last_error": s.stats.last_error,
                     "last_message_age_s": {
                         machine: round((now - at).total_seconds(), 3)

@@ -52,6 +52,8 @@ class SourceStats:
     gaps: list[tuple[datetime, datetime | None, str]] = field(default_factory=list)
     rebirth_requests: int = 0  # Sparkplug B only
     monitored_items: int = 0  # OPC-UA subscriptions only: items in the current session
+    # OPC-UA only: Publish responses our decoder left to asyncua's (opcua_decode.py)
+    slow_decodes: int = 0
 
 
 class RateLimitedLog:

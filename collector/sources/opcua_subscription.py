@@ -56,8 +56,10 @@ class PushedValues(Generic[T]):
 
     def __init__(self, client: Client, publishing_interval_ms: int,
                  queue: asyncio.Queue[list[Value[T]]],
-                 on_status: Callable[[str], None]) -> None:
+                 on_status: Callable[[str], None],
+                 on_slow_decode: Callable[[str], None] | None = None) -> None:
         self.client = client
+        self._on_slow_decode = on_slow_decode
         self.interval_ms = publishing_interval_ms
         self.queue = queue
         self._on_status = on_status
@@ -76,7 +78,7 @@ class PushedValues(Generic[T]):
             PublishingEnabled=True,
             Priority=0,
         )
-        install(self.client.uaclient.session)  # before the publish loop starts
+        install(self.client.uaclient.session, self._on_slow_decode)  # before the publish loop
         result = await self.client.uaclient.create_subscription(params, self._on_publish)
         created = 0
         for first in range(0, len(items), ITEMS_PER_REQUEST):

@@ -78,8 +78,8 @@ def rest(response: ua.PublishResponse) -> tuple[Any, ...]:
             p.Results, p.DiagnosticInfos)
 
 
-def assert_same_as_asyncua(raw: bytes) -> ua.PublishResponse:
-    ours = decode_publish(Buffer(raw))
+def assert_same_as_asyncua(raw: bytes, slow: list[str] | None = None) -> ua.PublishResponse:
+    ours = decode_publish(Buffer(raw), None if slow is None else slow.append)
     theirs = struct_from_binary(ua.PublishResponse, Buffer(raw))
     assert rest(ours) == rest(theirs)
     assert notifications(ours) == notifications(theirs)
@@ -220,6 +220,25 @@ async def test_the_source_gets_what_asyncua_would_give(plc: Plc) -> None:
     assert got[14] == ("Int32", 9, ua.StatusCodes.Good, T0 + timedelta(seconds=1))
 
 
+async def test_a_response_left_to_asyncua_is_reported_and_still_delivered(plc: Plc) -> None:
+    """An array value takes asyncua's decoder: the source hears about it (to count it in
+    /metrics) and the value still arrives."""
+    from collector.sources.opcua_subscription import ItemSettings, PushedValues
+
+    idx = await plc.server.get_namespace_index(NS)
+    folder = plc.server.get_node(ua.NodeId("plc", idx))
+    array = await folder.add_variable(ua.NodeId("array", idx), "array",
+                                      ua.Variant([1, 2, 3], ua.VariantType.Int32))
+    queue: asyncio.Queue[list[Any]] = asyncio.Queue()
+    slow: list[str] = []
+    async with Client(plc.endpoint, timeout=5) as client:
+        feed = PushedValues[str](client, 20, queue, lambda why: None, slow.append)
+        assert await feed.start([(array.nodeid, "array", ItemSettings(0, 10, None))]) == 1
+        got = await asyncio.wait_for(queue.get(), 5)
+    assert [(g[0], g[1]) for g in got] == [("array", [1, 2, 3])]
+    assert slow, "the slow path must be reported"
+
+
 # --- crafted responses: what the fast path leaves to asyncua ------------------------------------
 
 def response(*data: Any, results: list[ua.StatusCode] | None = None) -> bytes:
@@ -251,7 +270,9 @@ def test_plain_values_with_picoseconds_and_acknowledgement_results_take_the_fast
                ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNoCommunication)),
                dv(None, ua.VariantType.String, ServerTimestamp=T0)),
         results=[ua.StatusCode(ua.StatusCodes.BadSequenceNumberUnknown)])
-    ours = assert_same_as_asyncua(raw)
+    slow: list[str] = []
+    ours = assert_same_as_asyncua(raw, slow)
+    assert slow == []
     (data,) = ours.Parameters.NotificationMessage.NotificationData
     assert isinstance(data, DataChanges)
     assert list(data) == [(0, 1.25, 0, T0), (1, None, 0, None),
@@ -266,9 +287,11 @@ def test_plain_values_with_picoseconds_and_acknowledgement_results_take_the_fast
 ])
 def test_other_variants_are_left_to_asyncua(value: ua.DataValue) -> None:
     raw = response(change(dv(3, ua.VariantType.Int32), value))
-    ours = assert_same_as_asyncua(raw)
+    slow: list[str] = []
+    ours = assert_same_as_asyncua(raw, slow)
     (data,) = ours.Parameters.NotificationMessage.NotificationData
     assert isinstance(data, ua.DataChangeNotification)
+    assert len(slow) == 1 and slow[0], "the slow path must be reported, with its reason"
 
 
 def test_status_changes_events_and_diagnostics_come_out_as_asyncua_objects() -> None:
