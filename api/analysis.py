@@ -2,7 +2,8 @@
 
 Both take the stops that *started* in the window, each with its whole duration (an open
 stop: so far), the same rows and durations GET /api/v1/downtime lists, so a technician
-can add them up by hand.
+can add them up by hand. The store adds them up (`HistoryQuery.downtime_by_reason`,
+`downtime_by_machine`, `time_in_state`); these functions only combine its totals.
 
 - Pareto: minutes and count per reason; uncoded stops are one row (reason null).
 - MTBF = operating time / failures, MTTR = failure downtime / failures (ARCHITECTURE.md).
@@ -13,29 +14,28 @@ can add them up by hand.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from math import fsum
 from typing import Literal
 
 from api.schemas import ParetoRow, Reliability
-from collector.historian import StateInterval
-from linemon.model import DowntimeCategory, DowntimeEvent, MachineState
+from collector.historian.totals import MachineTotal, ReasonTotal
+from linemon.model import DowntimeCategory, MachineState
 
 OPERATING = frozenset({MachineState.RUNNING, MachineState.IDLE})
 
 
-def pareto(events: Iterable[DowntimeEvent], now: datetime,
+def pareto(totals: Iterable[ReasonTotal],
            sort: Literal["minutes", "count"] = "minutes") -> list[ParetoRow]:
-    minutes: dict[str | None, float] = defaultdict(float)
-    counts: dict[str | None, int] = defaultdict(int)
+    minutes: dict[str | None, float] = {}
+    counts: dict[str | None, int] = {}
     texts: dict[str | None, str | None] = {}
-    for ev in events:
-        minutes[ev.reason_code] += max(0.0, ev.duration_s(now)) / 60
-        counts[ev.reason_code] += 1
-        texts.setdefault(ev.reason_code, ev.reason_text)
+    for t in totals:  # one per reason
+        minutes[t.reason_code] = t.duration_us / 60_000_000
+        counts[t.reason_code] = t.count
+        texts[t.reason_code] = t.reason_text
     by_count = sort == "count"
-    total = sum(counts.values()) if by_count else sum(minutes.values())
+    total = sum(counts.values()) if by_count else fsum(minutes.values())
     # Ties broken by the other measure, then by code, so the order never depends on the store.
     order = sorted(counts, key=lambda c: (
         -(counts[c] if by_count else minutes[c]), -(minutes[c] if by_count else counts[c]),
@@ -50,22 +50,22 @@ def pareto(events: Iterable[DowntimeEvent], now: datetime,
     return rows
 
 
-def reliability(line: str, machine: str, timeline: Iterable[StateInterval],
-                events: Iterable[DowntimeEvent], now: datetime) -> Reliability:
-    failures = failure_s = micro_s = 0.0
-    for ev in events:
-        if ev.category is not DowntimeCategory.UNPLANNED:
+def reliability(line: str, machine: str, seconds_in_state: Mapping[MachineState, float],
+                totals: Iterable[MachineTotal]) -> Reliability:
+    failures = failure_us = micro_us = 0
+    for t in totals:
+        if t.category is not DowntimeCategory.UNPLANNED:
             continue
-        if ev.micro_stop:
-            micro_s += max(0.0, ev.duration_s(now))
-        elif ev.end is not None:
-            failures += 1
-            failure_s += ev.duration_s()
-    operating = micro_s + sum((iv.end - iv.start).total_seconds()
-                              for iv in timeline if iv.state in OPERATING)
-    n = int(failures)
+        if t.micro_stop:
+            micro_us += t.duration_us
+        elif t.ended:
+            failures += t.count
+            failure_us += t.duration_us + t.negative_us
+    failure_s = failure_us / 1_000_000
+    operating = fsum([micro_us / 1_000_000, *(
+        s for state, s in seconds_in_state.items() if state in OPERATING)])
     return Reliability(
-        line=line, machine=machine, failures=n, failure_downtime_s=round(failure_s, 3),
+        line=line, machine=machine, failures=failures, failure_downtime_s=round(failure_s, 3),
         operating_time_s=round(operating, 3),
-        mtbf_s=round(operating / n, 3) if n else None,
-        mttr_s=round(failure_s / n, 3) if n else None)
+        mtbf_s=round(operating / failures, 3) if failures else None,
+        mttr_s=round(failure_s / failures, 3) if failures else None)

@@ -113,6 +113,11 @@ async def all_downtime(q: HistoryQuery, *, start: datetime, end: datetime,
     with caller_errors():
         out = await q.all_downtime_events(start=start, end=end, line=line, machine=machine,
                                           category=category)
-    if len(out) > MAX_EVENTS:
-        raise HTTPException(422, f"more than {MAX_EVENTS} stops in this range; narrow it")
+    check_stop_count(len(out))
     return out
+
+
+def check_stop_count(count: int) -> None:
+    """An analysis covers at most MAX_EVENTS stops (of one machine, when per machine)."""
+    if count > MAX_EVENTS:
+        raise HTTPException(422, f"more than {MAX_EVENTS} stops in this range; narrow it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -9,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from api.analysis import pareto, reliability
 from api.auth import Principal, Viewer
 from api.history_access import (
-    all_downtime,
     caller_errors,
+    check_stop_count,
     line_config,
     line_filter,
     linemon_of,
@@ -22,6 +23,7 @@ from api.openapi import AccessRoute
 from api.problems import responses
 from api.schemas import OeePeriod, Pareto, Reliability
 from api.schemas.common import Id
+from collector.historian.totals import MachineTotal
 from linemon.model import DowntimeCategory
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"], route_class=AccessRoute)
@@ -42,11 +44,14 @@ async def downtime_pareto(
     Uncoded stops are one row with `reason_code: null`."""
     lm = linemon_of(request)
     line_id, machine_id = line_filter(lm, who, line, machine)
-    events = await all_downtime(
-        lm.historian.query, start=window.start, end=window.end, line=line_id,
-        machine=machine_id, category=None if category == "all" else DowntimeCategory(category))
-    rows = pareto(events, lm.clock(), sort)
-    return Pareto(start=window.start, end=window.end, sort=sort, total_count=len(events),
+    with caller_errors():
+        totals = await lm.historian.query.downtime_by_reason(
+            start=window.start, end=window.end, line=line_id, machine=machine_id,
+            category=None if category == "all" else DowntimeCategory(category))
+    count = sum(t.count for t in totals)
+    check_stop_count(count)
+    rows = pareto(totals, sort)
+    return Pareto(start=window.start, end=window.end, sort=sort, total_count=count,
                   total_minutes=round(sum(r.minutes for r in rows), 4), reasons=rows)
 
 
@@ -66,14 +71,17 @@ async def machine_reliability(
         targets = [(owner or "", machine)]
     else:
         targets = [(ln.id, m.id) for ln in visible_lines(lm, who, line) for m in ln.machines]
-    now = lm.clock()
-    out = []
-    for line_id, machine_id in targets:
-        events = await all_downtime(q, start=window.start, end=window.end, machine=machine_id)
-        with caller_errors():
-            timeline = await q.state_timeline(machine_id, window.start, window.end)
-        out.append(reliability(line_id, machine_id, timeline, events, now))
-    return out
+    machines = [m for _, m in targets]
+    totals: dict[str, list[MachineTotal]] = defaultdict(list)
+    with caller_errors():
+        for t in await q.downtime_by_machine(start=window.start, end=window.end,
+                                             machines=machines):
+            totals[t.machine].append(t)
+        in_state = await q.time_in_state(machines, window.start, window.end)
+    for machine_id in machines:
+        check_stop_count(sum(t.count for t in totals[machine_id]))
+    return [reliability(line_id, machine_id, in_state[machine_id], totals[machine_id])
+            for line_id, machine_id in targets]
 
 
 @router.get("/oee", response_model=list[OeePeriod], responses=HISTORY,

@@ -15,7 +15,9 @@ Semantics:
 - `counts` returns every bucket (zeros included); `signal_series` only non-empty windows,
   over numeric values of quality good or uncertain;
 - `state_timeline` starts with the state in effect at `start` (the last change before it)
-  and ends at min(end, now).
+  and ends at min(end, now);
+- `downtime_by_reason`, `downtime_by_machine` and `time_in_state` are the stops and the
+  timeline added up in the store, with those same semantics (totals.py).
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 from linemon.model import DowntimeCategory, DowntimeEvent, MachineState, PartsProduced
 
 from .schema import OeeSnapshot, encode_audit, encode_coding, from_ns, to_ns
 from .spool import Record
+
+if TYPE_CHECKING:
+    from .totals import MachineTotal, ReasonTotal
 
 Order = Literal["start_desc", "start_asc", "duration_desc"]
 Agg = Literal["mean", "min", "max", "last"]
@@ -119,6 +124,27 @@ class HistoryQuery(Protocol):
 
     async def state_timeline(
         self, machine: str, start: datetime, end: datetime) -> list[StateInterval]: ...
+
+    async def downtime_by_reason(
+        self, *, start: datetime, end: datetime, line: str | None = None,
+        machine: str | None = None, category: DowntimeCategory | str | None = None,
+    ) -> list[ReasonTotal]:
+        """The stops all_downtime_events lists, added up per reason in the store (Pareto)."""
+        ...
+
+    async def downtime_by_machine(
+        self, *, start: datetime, end: datetime, machines: Collection[str],
+    ) -> list[MachineTotal]:
+        """The stops of these machines (on any line) all_downtime_events lists, added up per
+        machine, category, micro-stop or not, ended or not, in the store (MTBF/MTTR)."""
+        ...
+
+    async def time_in_state(
+        self, machines: Collection[str], start: datetime, end: datetime,
+    ) -> dict[str, dict[MachineState, float]]:
+        """Per machine, the seconds in each state: state_timeline's intervals added up
+        (every machine asked for has an entry; empty without history)."""
+        ...
 
     async def counts(
         self, machine: str, start: datetime, end: datetime, every_s: int) -> list[CountBucket]: ...
@@ -366,19 +392,25 @@ class DowntimeReads:
 # --- states and counts -----------------------------------------------------------------
 
 
-def build_timeline(prior: StateRow | None, changes: Sequence[StateRow], start: datetime,
-                   end: datetime, now: datetime) -> list[StateInterval]:
+def state_spans(prior: StateRow | None, changes: Sequence[StateRow], start: datetime,
+                end: datetime, now: datetime) -> Iterator[tuple[StateRow, int, int]]:
+    """Each state row with the span [a, b) in ns it holds inside [start, min(end, now)), in
+    time order; rows that hold nothing there (overtaken at the same instant) are left out."""
     s_ns, e_ns = to_ns(start), min(to_ns(end), max(to_ns(now), to_ns(start)))
     rows = ([prior] if prior is not None else []) + sorted(changes, key=lambda r: r.ts_ns)
-    out: list[StateInterval] = []
     for i, row in enumerate(rows):
         a = max(row.ts_ns, s_ns)
         b = rows[i + 1].ts_ns if i + 1 < len(rows) else e_ns
         b = min(b, e_ns)
         if b > a:
-            out.append(StateInterval(MachineState(row.state), from_ns(a), from_ns(b),
-                                     row.reason_code, row.reason_text))
-    return out
+            yield row, a, b
+
+
+def build_timeline(prior: StateRow | None, changes: Sequence[StateRow], start: datetime,
+                   end: datetime, now: datetime) -> list[StateInterval]:
+    return [StateInterval(MachineState(row.state), from_ns(a), from_ns(b), row.reason_code,
+                          row.reason_text)
+            for row, a, b in state_spans(prior, changes, start, end, now)]
 
 
 def fill_counts(sums: dict[int, tuple[int, int]], start: datetime, end: datetime,

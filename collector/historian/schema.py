@@ -268,6 +268,11 @@ _CATEGORIES: dict[str | None, DowntimeCategory] = {
     **{str(c): c for c in DowntimeCategory}}
 
 
+def category_of(stored: str | None) -> DowntimeCategory:
+    """A stop's stored category; none (or "") is unplanned."""
+    return _CATEGORIES.get(stored) or DowntimeCategory(stored)
+
+
 def downtime_from_row(row: Mapping[str, Any], ts_ns: int) -> DowntimeEvent:
     manual = row.get("manual_reason_code")
     category = row.get("category")

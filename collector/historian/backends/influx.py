@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from influxdb_client import BucketRetentionRules, PostBucketRequest, WritePrecision
@@ -28,10 +28,12 @@ from influxdb_client.service.organizations_service import OrganizationsService
 
 from ..config import InfluxBackendConfig
 from .base import StoreAuthError, StoreRejected, StoreTooLarge, StoreUnavailable
-from .flux_csv import FluxQueryError, parse_rows
+from .flux_csv import FluxQueryError, parse_cells, parse_rows
 from .influx_query import InfluxQueryMixin
+from .influx_totals import InfluxTotals
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _message(err: ApiException) -> str:
@@ -71,7 +73,7 @@ TRANSPORT_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError)
 PARSE_INLINE_CHARS = 64_000  # ~3 ms of parsing at most on the event loop
 
 
-class InfluxStore(InfluxQueryMixin):
+class InfluxStore(InfluxQueryMixin, InfluxTotals):
     def __init__(self, cfg: InfluxBackendConfig, *, token: str, clock: Callable[[], datetime],
                  edit_sink: Any = None) -> None:
         self.cfg = cfg
@@ -167,22 +169,48 @@ class InfluxStore(InfluxQueryMixin):
 
     async def flux(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Run a Flux query with parameters (never formatted into the text); rows as dicts."""
-        try:
-            text = await self.client.query_api().query_raw(query, org=self.cfg.org,
-                                                           params=params)
-        except TRANSPORT_ERRORS as err:
-            raise self.unavailable(translate(err, "query")) from err
-        # A big answer (a month of stops: seconds) is parsed off the event loop.
-        try:
-            rows = (parse_rows(text) if len(text) < PARSE_INLINE_CHARS
-                    else await asyncio.to_thread(parse_rows, text))
-        except FluxQueryError as err:  # failed while running (a timeout, influxd's memory)
-            raise self.unavailable(StoreUnavailable(f"query: {err}")) from err
-        # Flux's CSV turns "\n" in strings into "\r\n"; undo it. Rows end in "\r\n" too,
-        # but only a quoted cell can hold a line break.
+        text = await self._flux_text(query, params)
+        rows = await self._parse(text, parse_rows)
         if '"' in text:
             for row in rows:
                 for key, value in row.items():
                     if isinstance(value, str) and "\r\n" in value:
                         row[key] = value.replace("\r\n", "\n")
         return rows
+
+    async def flux_cells(self, query: str, params: dict[str, Any], columns: Sequence[str],
+                         then: Callable[[list[tuple[str, ...]]], T]) -> T:
+        """Run a Flux query; `then` of the raw cells of `columns` (flux_csv.parse_cells),
+        called off the event loop with the parsing when the answer is big."""
+        text = await self._flux_text(query, params)
+
+        def parse(text: str) -> T:
+            rows = parse_cells(text, columns)
+            if '"' in text:
+                rows = [tuple(_unquoted(v) for v in row) for row in rows]
+            return then(rows)
+
+        return await self._parse(text, parse)
+
+    async def _flux_text(self, query: str, params: dict[str, Any]) -> str:
+        try:
+            return await self.client.query_api().query_raw(query, org=self.cfg.org,
+                                                           params=params)
+        except TRANSPORT_ERRORS as err:
+            raise self.unavailable(translate(err, "query")) from err
+
+    async def _parse(self, text: str, parse: Callable[[str], T]) -> T:
+        # A big answer (a month of stops: seconds) is parsed off the event loop.
+        try:
+            return (parse(text) if len(text) < PARSE_INLINE_CHARS
+                    else await asyncio.to_thread(parse, text))
+        except FluxQueryError as err:  # failed while running (a timeout, influxd's memory)
+            raise self.unavailable(StoreUnavailable(f"query: {err}")) from err
+
+
+# Flux's CSV turns "\n" in strings into "\r\n"; undo it. Rows end in "\r\n" too, but only
+# a quoted cell can hold a line break.
+def _unquoted(value: Any) -> Any:
+    if isinstance(value, str) and "\r\n" in value:
+        return value.replace("\r\n", "\n")
+    return value

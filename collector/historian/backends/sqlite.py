@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from linemon.model import DowntimeEvent, PartsProduced
+from linemon.model import DowntimeCategory, DowntimeEvent, PartsProduced
 
 from ..config import SqliteBackendConfig
 from ..lineprotocol import LineProtocolError, parse_line
@@ -47,12 +47,14 @@ from ..schema import (
     OEE,
     PARTS,
     OeeSnapshot,
+    category_of,
     downtime_from_json,
     downtime_from_row,
     from_ns,
     oee_from_row,
     parts_from_row,
 )
+from ..totals import MachineTotal, TotalReads
 from . import sqlite_tables as tables
 from .base import StoreRejected, StoreUnavailable
 
@@ -64,24 +66,45 @@ PRUNE_EVERY_S = 3600.0
 # is ts_ns itself: linemon writes whole microseconds (times come from datetimes), so it is
 # the key's start, and ordering by it lets SQLite walk the downtime_ts index.
 START = "ts_ns"
-DURATION = "((coalesce(end_ns, :now) / 1000 - ts_ns / 1000) / 1e6)"
+DURATION_US = "(coalesce(end_ns, :now) / 1000 - ts_ns / 1000)"
+DURATION = f"({DURATION_US} / 1e6)"
 REASON = "coalesce(manual_reason_code, reason_code)"
+REASON_TEXT = ("CASE WHEN manual_reason_code IS NULL THEN reason_text "
+               "ELSE manual_reason_text END")
 CATEGORY = "coalesce(nullif(category, ''), 'unplanned')"
+# Per reason (totals.ReasonTotal) in parts per machine and line: in a part the first start
+# is one row (the primary key), so with the one min() the bare `id` and text are that
+# stop's. Grouping by machine first lets SQLite walk the primary key machine by machine
+# (a third faster than the downtime_ts index for a month of stops, as fast for a day).
+BY_REASON = (f"SELECT {REASON} AS code, count(*), sum(max(0, {DURATION_US})), min(ts_ns), "
+             f"id, {REASON_TEXT} FROM downtime WHERE {{where}} GROUP BY machine, line, code")
+BY_MACHINE = (f"SELECT machine, {CATEGORY} AS cat, coalesce(micro_stop, 0) != 0 AS micro, "
+              f"end_ns IS NOT NULL AS ended, count(*), sum(max(0, {DURATION_US})), "
+              f"sum(min(0, {DURATION_US})) FROM downtime WHERE {{where}} "
+              "GROUP BY machine, cat, micro, ended")
 
 
-def _downtime_where(s: int, e: int, line: str | None, machine: str | None,
+def _downtime_where(s: int, e: int, line: str | None, machines: Sequence[str] | None,
                     category: str | None) -> tuple[str, dict[str, Any]]:
     where = "ts_ns >= :start AND ts_ns < :end AND id IS NOT NULL"
     params: dict[str, Any] = {"start": s, "end": e}
-    for name, value, expr in (("machine", machine, "machine"), ("line", line, "line"),
-                              ("category", category, CATEGORY)):
+    if machines is not None:  # each one a range of the primary key
+        names = {f"machine{i}": m for i, m in enumerate(machines)}
+        where += (" AND machine = :machine0" if len(names) == 1 else
+                  f" AND machine IN ({', '.join(':' + n for n in names)})")
+        params |= names
+    for name, value, expr in (("line", line, "line"), ("category", category, CATEGORY)):
         if value is not None:
             where += f" AND {expr} = :{name}"
             params[name] = value
     return where, params
 
 
-class SqliteStore(DowntimeReads):
+def _one(machine: str | None) -> list[str] | None:
+    return None if machine is None else [machine]
+
+
+class SqliteStore(DowntimeReads, TotalReads):
     def __init__(self, cfg: SqliteBackendConfig, *, clock: Callable[[], datetime],
                  edit_sink: Any = None) -> None:
         self.cfg = cfg
@@ -199,9 +222,22 @@ class SqliteStore(DowntimeReads):
 
     # --- HistoryQuery ---------------------------------------------------------------
 
+    async def _tuples(self, fn: Callable[[sqlite3.Cursor], R]) -> R:
+        """fn on the reader thread with a cursor of plain tuples (no sqlite3.Row)."""
+
+        def run() -> R:
+            cur = self._reader().cursor()
+            cur.row_factory = None
+            return fn(cur)
+
+        try:
+            return await self._on(self._rpool, run)
+        except StoreUnavailable as err:
+            raise HistoryUnavailable(str(err)) from err
+
     async def _downtime_page(self, search: DowntimeSearch) -> list[DowntimeEvent]:
         where, params = _downtime_where(search.start_ns, search.end_ns, search.line,
-                                        search.machine, search.category)
+                                        _one(search.machine), search.category)
         params["now"] = search.now_ns
         if search.reason_code is not None:
             where += f" AND {REASON} = :reason"
@@ -226,7 +262,7 @@ class SqliteStore(DowntimeReads):
     async def _all_downtime(self, start: datetime, end: datetime, line: str | None,
                             machine: str | None, category: str | None) -> list[DowntimeEvent]:
         s, e = check_range(start, end)
-        where, params = _downtime_where(s, e, line, machine, category)
+        where, params = _downtime_where(s, e, line, _one(machine), category)
         return await self._downtime_rows(
             f"SELECT * FROM downtime WHERE {where} ORDER BY {START}, id", params)
 
@@ -234,9 +270,7 @@ class SqliteStore(DowntimeReads):
         """Stops straight from the row tuples, on the reader thread (a month of them is
         read at once: row_dict per row and the conversion on the event loop took ~1 s)."""
 
-        def run() -> list[DowntimeEvent]:
-            cur = self._reader().cursor()
-            cur.row_factory = None
+        def run(cur: sqlite3.Cursor) -> list[DowntimeEvent]:
             cur.execute(sql, params)
             names = [d[0] for d in cur.description]
             out = []
@@ -246,10 +280,60 @@ class SqliteStore(DowntimeReads):
                 out.append(downtime_from_row(row, row["ts_ns"]))
             return out
 
-        try:
-            return await self._on(self._rpool, run)
-        except StoreUnavailable as err:
-            raise HistoryUnavailable(str(err)) from err
+        return await self._tuples(run)
+
+    async def _by_reason(self, start_ns: int, end_ns: int, now_ns: int, line: str | None,
+                         machine: str | None, category: DowntimeCategory | None
+                         ) -> dict[str | None, tuple[int, int, str | None]]:
+        where, params = _downtime_where(start_ns, end_ns, line, _one(machine),
+                                        None if category is None else str(category))
+        params["now"] = now_ns
+
+        def run(cur: sqlite3.Cursor) -> dict[str | None, tuple[int, int, str | None]]:
+            sums: dict[str | None, list[Any]] = {}
+            for code, n, us, first_ns, first_id, text in cur.execute(
+                    BY_REASON.format(where=where), params):
+                s = sums.get(code)
+                if s is None:
+                    sums[code] = [n, us, (first_ns, first_id), text]
+                    continue
+                s[0] += n
+                s[1] += us
+                if (first_ns, first_id) < s[2]:
+                    s[2], s[3] = (first_ns, first_id), text
+            return {code: (n, us, text) for code, (n, us, _, text) in sums.items()}
+
+        return await self._tuples(run)
+
+    async def _by_machine(self, start_ns: int, end_ns: int, now_ns: int,
+                          machines: Sequence[str]) -> list[MachineTotal]:
+        where, params = _downtime_where(start_ns, end_ns, None, machines, None)
+        params["now"] = now_ns
+
+        def run(cur: sqlite3.Cursor) -> list[MachineTotal]:
+            return [MachineTotal(m, category_of(cat), bool(micro), bool(ended), n, us, neg)
+                    for m, cat, micro, ended, n, us, neg in cur.execute(
+                        BY_MACHINE.format(where=where), params)]
+
+        return await self._tuples(run)
+
+    async def _state_changes(self, machines: Sequence[str], start: datetime, end: datetime
+                             ) -> dict[str, tuple[StateRow | None, list[StateRow]]]:
+        s, e = check_range(start, end)
+        cols = "SELECT ts_ns, state FROM state WHERE machine = ?"
+
+        def run(cur: sqlite3.Cursor) -> dict[str, tuple[StateRow | None, list[StateRow]]]:
+            out = {}
+            for m in machines:  # as state_timeline reads them
+                prior = cur.execute(cols + " AND ts_ns < ? ORDER BY ts_ns DESC LIMIT 1",
+                                    [m, s]).fetchone()
+                changes = cur.execute(cols + " AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns",
+                                      [m, s, e]).fetchall()
+                out[m] = (None if prior is None else StateRow(*prior),
+                          [StateRow(*r) for r in changes])
+            return out
+
+        return await self._tuples(run)
 
     async def get_downtime(self, id: str) -> DowntimeEvent | None:
         rows = await self._rows(DOWNTIME, "SELECT * FROM downtime WHERE id = ? LIMIT 1", [id])
