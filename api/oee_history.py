@@ -10,17 +10,23 @@ downtime event says, and parts come from the counts at today's ideal cycle times
 line figure uses the line's ideal cycle time (`rules.shift_report.line_ideal_cycle_time`),
 as the board does.
 
+The reads (the stops, each machine's timeline and counts, the final snapshots) do not
+depend on each other and are in flight together, a few machines at a time: a store that
+answers several at once (influxd) does, and one that answers in turn (SQLite's reader
+thread) reads the next while the last answer is converted on the event loop.
+
 A day is a production day: the shifts that start on that local date.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import fields
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from api.history_access import all_downtime, caller_errors
 from api.limits import Window
@@ -35,6 +41,7 @@ from rules.oee import ShiftAccount
 from rules.shift_report import line_ideal_cycle_time
 
 STOP_LOOKBACK = timedelta(days=1)  # a stop open at the window's start began before it
+READS_IN_FLIGHT = 4  # machines whose timeline and counts are read at once
 _SUMMED = [f.name for f in fields(ShiftAccount)
            if f.name not in ("shift", "ideal_cycle_time_s", "_open_stop_s")]
 
@@ -48,26 +55,29 @@ async def oee_periods(lm: Runtime, line: LineConfig, machine: MachineConfig | No
     bounds = [(max(window.start, s.start), min(until, s.end)) for s in shifts]
     q = lm.historian.query
     machines = [machine] if machine is not None else list(line.machines)
-    stops = await all_downtime(q, start=window.start - STOP_LOOKBACK, end=until, line=line.id)
     every_s = _count_every(shifts, until - window.start)
-    accounts: dict[str, list[ShiftAccount]] = {}
-    for m in machines:
-        with caller_errors():
-            timeline = await q.state_timeline(m.id, window.start, until)
-            counts = await q.counts(m.id, window.start, until, every_s)
-        own = _Stops(sorted((e for e in stops if e.machine == m.id), key=lambda e: e.start))
-        parts = _parts_per_shift(counts, shifts, window.start)
-        counted: set[str] = set()  # stops already counted (a stop can span shifts)
-        ends = [iv.end for iv in timeline]  # the timeline is in time order, without overlaps
-        accounts[m.id] = [
-            _replay(shift, m, timeline[bisect.bisect_right(ends, lo):], own, parts[i],
-                    (lo, hi), until, counted)
-            for i, (shift, (lo, hi)) in enumerate(zip(shifts, bounds, strict=True))]
+    gate = asyncio.Semaphore(READS_IN_FLIGHT)
+
+    async def read(m: MachineConfig) -> tuple[list[StateInterval], list[CountBucket]]:
+        async with gate:
+            with caller_errors():
+                return await _together(q.state_timeline(m.id, window.start, until),
+                                       q.counts(m.id, window.start, until, every_s))
+
+    stops, finals, *reads = await _together(
+        all_downtime(q, start=window.start - STOP_LOOKBACK, end=until, line=line.id,
+                     machine=None if machine is None else machine.id),
+        _finals(lm, line, machine, shifts, bounds, by),
+        *(read(m) for m in machines))
+    own = _stops_by_machine(stops)
+    accounts = {m.id: _replay(m, timeline, own.get(m.id, _NO_STOPS),
+                              _parts_per_shift(counts, shifts, window.start), shifts, bounds,
+                              until)
+                for m, (timeline, counts) in zip(machines, reads, strict=True)}
     groups = _groups(shifts, by)
     end_id = line.end_machine or line.machines[-1].id
     line_ict = line_ideal_cycle_time(line)
     policy = lm.engine.policy
-    finals = await _finals(lm, line, machine, shifts, bounds, by) if shifts else {}
     out: list[OeePeriod] = []
     for day, name, idx in groups:
         start, end = bounds[idx[0]][0], bounds[idx[-1]][1]
@@ -87,6 +97,18 @@ async def oee_periods(lm: Runtime, line: LineConfig, machine: MachineConfig | No
     return out
 
 
+async def _together(*reads: Awaitable[Any]) -> list[Any]:
+    """The reads' answers, in order, read at once. The first error is raised as it is (the
+    app's handlers turn it into a 422 or a 503) and the other reads are cancelled."""
+    tasks = [asyncio.ensure_future(r) for r in reads]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+
+
 async def _finals(lm: Runtime, line: LineConfig, machine: MachineConfig | None,
                   shifts: Sequence[ShiftInstance], bounds: Sequence[tuple[datetime, datetime]],
                   by: str) -> dict[tuple[str | None, str], OeeFigures]:
@@ -98,15 +120,14 @@ async def _finals(lm: Runtime, line: LineConfig, machine: MachineConfig | None,
         return {}
     q = lm.historian.query
     start, end = shifts[0].start, shifts[-1].end + timedelta(microseconds=1)
-    snaps: list[OeeSnapshot] = []
+    reads = ([q.oee_snapshots(start=start, end=end, machine=machine.id, line=line.id)]
+             if machine is not None else
+             [q.oee_snapshots(start=start, end=end, line=line.id),
+              *(q.oee_snapshots(start=start, end=end, machine=m.id, line=line.id)
+                for m in line.machines)])
     with caller_errors():
-        if machine is not None:
-            snaps = await q.oee_snapshots(start=start, end=end, machine=machine.id, line=line.id)
-        else:
-            snaps = await q.oee_snapshots(start=start, end=end, line=line.id)
-            for m in line.machines:
-                snaps += await q.oee_snapshots(start=start, end=end, machine=m.id, line=line.id)
-    return {(s.machine, s.shift): s.figures for s in snaps
+        found: list[list[OeeSnapshot]] = await _together(*reads)
+    return {(s.machine, s.shift): s.figures for snaps in found for s in snaps
             if s.final and s.shift in whole}
 
 
@@ -162,22 +183,62 @@ class _Stops:
         return stop if stop.end is None or t < stop.end else None
 
 
-def _replay(shift: ShiftInstance, machine: MachineConfig, timeline: Sequence[StateInterval],
-            stops: _Stops, parts: tuple[int, int],
-            span: tuple[datetime, datetime], until: datetime, counted: set[str]) -> ShiftAccount:
-    """Book [lo, hi) of one shift the way the live tracker booked it, knowing what it knew
+_NO_STOPS = _Stops([])
+
+
+def _stops_by_machine(stops: Sequence[DowntimeEvent]) -> dict[str | None, _Stops]:
+    by_machine: dict[str | None, list[DowntimeEvent]] = {}
+    for stop in stops:
+        by_machine.setdefault(stop.machine, []).append(stop)
+    return {m: _Stops(sorted(own, key=lambda e: e.start)) for m, own in by_machine.items()}
+
+
+def _replay(machine: MachineConfig, timeline: Sequence[StateInterval], stops: _Stops,
+            parts: Sequence[tuple[int, int]], shifts: Sequence[ShiftInstance],
+            bounds: Sequence[tuple[datetime, datetime]], until: datetime) -> list[ShiftAccount]:
+    """Book [lo, hi) of each shift the way the live tracker booked it, knowing what it knew
     at `until`: a stop is a micro-stop while shorter than the threshold (a performance loss)
-    and a failure, in the shift it began in, once it reaches it, ended or not. `timeline`
-    starts at the first interval that ends after `lo`."""
-    lo, hi = span
-    account = ShiftAccount(shift, machine.ideal_cycle_time_s)
-    for iv in timeline:
-        if iv.start >= hi:
-            break
-        a, b = max(iv.start, lo), min(iv.end, hi)
-        if b <= a:
-            continue
-        booked = account.book(a, b, iv.state)
+    and a failure, in the shift it began in, once it reaches it, ended or not. Shift after
+    shift, each from the first interval that ends after its `lo`."""
+    ends = [iv.end for iv in timeline]  # the timeline is in time order, without overlaps
+    stop_of = _stops_of_down(machine, timeline, stops, until)
+    counted: set[str] = set()  # stops already counted (a stop can span shifts)
+    accounts = []
+    for shift, (lo, hi), (good, reject) in zip(shifts, bounds, parts, strict=True):
+        account = ShiftAccount(shift, machine.ideal_cycle_time_s)
+        for i in range(bisect.bisect_right(ends, lo), len(timeline)):
+            iv = timeline[i]
+            if iv.start >= hi:
+                break
+            a, b = max(iv.start, lo), min(iv.end, hi)
+            if b <= a:
+                continue
+            booked = account.book(a, b, iv.state)
+            stop = stop_of.get(i)
+            if stop is None:
+                continue
+            stop_id, micro, countable = stop
+            if micro:
+                account.reclassify_micro(booked)
+            if not countable or stop_id in counted:
+                continue
+            counted.add(stop_id)  # in the shift it began in, or the first one booked
+            if micro:
+                account.micro_stops += 1
+            else:
+                account.failures += 1
+        account.good, account.reject = good, reject
+        accounts.append(account)
+    return accounts
+
+
+def _stops_of_down(machine: MachineConfig, timeline: Sequence[StateInterval], stops: _Stops,
+                   until: datetime) -> dict[int, tuple[str, bool, bool]]:
+    """The stop each DOWN interval belongs to (by the interval's index), once for all the
+    shifts it spans: (id, whether a micro-stop as known at `until`, whether counted: an
+    open stop is not while it may still end as a micro-stop)."""
+    out = {}
+    for i, iv in enumerate(timeline):
         if iv.state is not MachineState.DOWN:
             continue
         stop = stops.at(iv.start)
@@ -188,17 +249,8 @@ def _replay(shift: ShiftInstance, machine: MachineConfig, timeline: Sequence[Sta
             micro = stop.micro_stop
         else:
             micro = (until - stop.start).total_seconds() < machine.micro_stop_threshold_s
-        if micro:
-            account.reclassify_micro(booked)
-        if stop.id in counted or (micro and not ended):
-            continue
-        counted.add(stop.id)  # in the shift it began in, or the first one booked
-        if micro:
-            account.micro_stops += 1
-        else:
-            account.failures += 1
-    account.good, account.reject = parts
-    return account
+        out[i] = (stop.id, micro, ended or not micro)
+    return out
 
 
 def _merged(accounts: Sequence[ShiftAccount]) -> ShiftAccount:
