@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,53 +33,51 @@ QUERIES = [  # tags, strings with commas/quotes/newlines, bools, ints, floats, n
 ]
 
 
-async def test_rows_are_the_clients_records(influxd: InfluxServer, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def answers(influxd: InfluxServer, tmp_path: Path
+                  ) -> AsyncIterator[Callable[[str, bool], Awaitable[Any]]]:
+    """A seeded store; yields `ask(query, raw)`: influxdb-client's tables, or the raw CSV."""
     config = influx_config(influxd, tmp_path)
     h = Historian(config, machine_lines={"press-1": "line-a", "press-2": "line-a",
                                          WEIRD: "line b"}, env={TOKEN_ENV: influxd.token})
     await h.start()
     try:
         await seed(h)
-        store = h.store
         params = {"p_bucket": config.backend.bucket,
                   "p_events": config.backend.downsampled_bucket,
                   "p_start": BASE - timedelta(hours=1), "p_stop": BASE + timedelta(hours=4),
                   "p_m": WEIRD}
-        for q in QUERIES:
-            tables = await store.client.query_api().query(  # type: ignore[union-attr]
-                q, org=config.backend.org, params=params)
-            want = [rec.values for t in tables for rec in t.records]
-            text = await store.client.query_api().query_raw(  # type: ignore[union-attr]
-                q, org=config.backend.org, params=params)
-            # influxd sends the results of several yields in either order, query by query
-            assert want and by_result(parse_rows(text)) == by_result(want)
+        api = h.store.client.query_api()  # type: ignore[union-attr]
+
+        async def ask(query: str, raw: bool) -> Any:
+            read = api.query_raw if raw else api.query
+            return await read(query, org=config.backend.org, params=params)
+
+        yield ask
     finally:
         await h.close()
 
 
-async def test_cells_are_the_rows_raw_strings(influxd: InfluxServer, tmp_path: Path) -> None:
-    config = influx_config(influxd, tmp_path)
-    h = Historian(config, machine_lines={"press-1": "line-a", "press-2": "line-a",
-                                         WEIRD: "line b"}, env={TOKEN_ENV: influxd.token})
-    await h.start()
-    try:
-        await seed(h)
-        params = {"p_bucket": config.backend.bucket,
-                  "p_events": config.backend.downsampled_bucket,
-                  "p_start": BASE - timedelta(hours=1), "p_stop": BASE + timedelta(hours=4),
-                  "p_m": WEIRD}
-        strings = ["result", "_measurement", "machine", "reason_text", "no such column"]
+async def test_rows_are_the_clients_records(influxd: InfluxServer, tmp_path: Path) -> None:
+    async with answers(influxd, tmp_path) as ask:
         for q in QUERIES:
-            text = await h.store.client.query_api().query_raw(  # type: ignore[union-attr]
-                q, org=config.backend.org, params=params)
+            want = [rec.values for t in await ask(q, False) for rec in t.records]
+            text = await ask(q, True)
+            # influxd sends the results of several yields in either order, query by query
+            assert want and by_result(parse_rows(text)) == by_result(want)
+
+
+async def test_cells_are_the_rows_raw_strings(influxd: InfluxServer, tmp_path: Path) -> None:
+    strings = ["result", "_measurement", "machine", "reason_text", "no such column"]
+    async with answers(influxd, tmp_path) as ask:
+        for q in QUERIES:
+            text = await ask(q, True)
             rows = parse_rows(text)
             cells = parse_cells(text, ["_time", *strings])
             assert rows and len(cells) == len(rows)
             for row, (t, *rest) in zip(rows, cells, strict=True):
                 assert rest == [row.get(c) or "" for c in strings]  # "": no value
                 assert (parse_date(t) if t else None) == row.get("_time")
-    finally:
-        await h.close()
 
 
 def by_result(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
