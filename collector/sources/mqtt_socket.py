@@ -171,7 +171,7 @@ class BufferedClient(mqtt.Client):
         """Acknowledge QoS 1 messages (manual ack) with one queued write: the same PUBACKs
         paho's ack() queues one packet at a time (type, length 2, the message id; MQTT 5
         leaves out the reason code when it is Success). ~3 µs a message less."""
-        if mids:
+        if mids and self._manual_ack:  # as ack(): without manual ack paho has acked them
             self._packet_queue(PUBACK, struct.pack(f"!{len(mids)}I",
                                                    *[0x4002_0000 | mid for mid in mids]), 0, 0)
 

@@ -24,6 +24,7 @@ they are gone).
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Callable
 from datetime import datetime
@@ -84,9 +85,12 @@ def decode_publish(data: Buffer, on_slow: Callable[[str], None] | None = None
     try:
         return _decode(data)
     except Exception as err:  # _Unusual, or bytes the fast path misreads: asyncua decides
-        if on_slow is not None:
-            on_slow(str(err) or type(err).__name__)
-        return struct_from_binary(ua.PublishResponse, whole)
+        why = str(err) or type(err).__name__
+    response = struct_from_binary(ua.PublishResponse, whole)
+    if on_slow is not None:
+        with contextlib.suppress(Exception):  # counting must never cost the values
+            on_slow(why)
+    return response
 
 
 def _decode(data: Buffer) -> ua.PublishResponse:

@@ -6,10 +6,12 @@ by reason and a user can see *why* messages are refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -38,10 +40,10 @@ class FieldBinding:
     type: str  # auto | int | float | bool | str
     # Derived once, for decode's per-message shortcuts: the coercer for `type`, and the key
     # when a path is one key long (the usual payload: {"value": ..., "ts": ...}).
-    convert: Callable[[object], float | int | bool | str] = field(
+    convert: Callable[[object], float | int | bool | str] = dataclasses.field(
         init=False, repr=False, compare=False)
-    key: str | None = field(init=False, repr=False, compare=False)
-    ts_key: str | None = field(init=False, repr=False, compare=False)
+    key: str | None = dataclasses.field(init=False, repr=False, compare=False)
+    ts_key: str | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "convert", coercer(self.type))
@@ -52,18 +54,26 @@ class FieldBinding:
 
 
 def parse_json(payload: bytes) -> object:
-    try:
-        # 0.4 µs for a typical payload, json.loads 3.6 µs. It reads an integer beyond 64 bits
-        # as a float (as JavaScript does); everything else as json.loads does.
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        pass  # the standard parser decides: NaN (which it takes), a lone surrogate, or wrong
+    """The document json.loads reads, through orjson where it reads the same (0.4 µs for a
+    typical payload, json.loads 3.6 µs)."""
+    # orjson reads an integer beyond 64 bits as a float: a 20-digit serial number would lose
+    # its last digits. Payloads with such a run of digits take the standard parser.
+    if not _LONG_DIGITS(payload):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass  # the standard parser decides: NaN (which it takes), a lone surrogate, wrong
     try:
         return json.loads(payload)
     except UnicodeDecodeError as err:
         raise Rejected("invalid_utf8", str(err)) from None
     except ValueError as err:
         raise Rejected("invalid_json", str(err)) from None
+    except RecursionError:  # nested deeper than the parser goes; orjson refuses it too
+        raise Rejected("invalid_json", "nested too deeply") from None
+
+
+_LONG_DIGITS = re.compile(rb"\d{19}").search
 
 
 def pick(document: object, path: tuple[str, ...]) -> object:

@@ -11,6 +11,7 @@ bytes already buffered.
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -75,6 +76,10 @@ def test_the_paho_internals_we_override_are_still_there() -> None:
     assert {"command", "have_remaining", "remaining_length", "packet", "to_process"} <= set(
         client._in_packet)
     assert hasattr(client, "_msgtime_mutex") and hasattr(client, "_last_bytes_received")
+    # puback_all queues one out-packet the way paho queues each of its own
+    assert list(inspect.signature(client._packet_queue).parameters)[:4] == [
+        "command", "packet", "mid", "qos"]
+    assert hasattr(client, "_out_packet") and hasattr(client, "_manual_ack")
     # the fast path's direct dispatch
     assert client._on_message_filtered._root._children == {}
     client.message_callback_add("a/+", lambda *_: None)

@@ -293,6 +293,11 @@ def test_other_variants_are_left_to_asyncua(value: ua.DataValue) -> None:
     assert isinstance(data, ua.DataChangeNotification)
     assert len(slow) == 1 and slow[0], "the slow path must be reported, with its reason"
 
+    def broken(_why: str) -> None:
+        raise RuntimeError("a bug in the counting")
+
+    assert notifications(decode_publish(Buffer(raw), broken)) == notifications(ours)
+
 
 def test_status_changes_events_and_diagnostics_come_out_as_asyncua_objects() -> None:
     status = ua.StatusChangeNotification(Status=ua.StatusCode(ua.StatusCodes.BadTimeout))
