@@ -406,11 +406,31 @@ def state_spans(prior: StateRow | None, changes: Sequence[StateRow], start: date
             yield row, a, b
 
 
-def build_timeline(prior: StateRow | None, changes: Sequence[StateRow], start: datetime,
-                   end: datetime, now: datetime) -> list[StateInterval]:
-    return [StateInterval(MachineState(row.state), from_ns(a), from_ns(b), row.reason_code,
-                          row.reason_text)
-            for row, a, b in state_spans(prior, changes, start, end, now)]
+_STATES = {s.value: s for s in MachineState}
+StateTuple = tuple[int, str, str | None, str | None]  # a StateRow's fields, in order
+
+
+def build_timeline(rows: Sequence[StateTuple], start: datetime, end: datetime, now: datetime
+                   ) -> list[StateInterval]:
+    """The intervals of state_spans, from the rows as plain tuples: the state in effect at
+    start, if any, then the changes in time order. A month of a machine is some 3,000
+    intervals, so each boundary becomes a datetime once (it ends one interval and starts
+    the next) and a state is looked up in a dict, not made by MachineState()."""
+    s_ns, e_ns = to_ns(start), min(to_ns(end), max(to_ns(now), to_ns(start)))
+    out = []
+    last_ns: int | None = None  # the last boundary made, and its datetime `last`
+    last = from_ns(0)
+    n = len(rows)
+    for i, (ts, state, code, text) in enumerate(rows):
+        a = max(ts, s_ns)
+        b = min(rows[i + 1][0] if i + 1 < n else e_ns, e_ns)
+        if b <= a:
+            continue
+        a_dt = last if a == last_ns else from_ns(a)
+        last_ns, last = b, from_ns(b)
+        out.append(StateInterval(_STATES.get(state) or MachineState(state), a_dt, last, code,
+                                 text))
+    return out
 
 
 def fill_counts(sums: dict[int, tuple[int, int]], start: datetime, end: datetime,

@@ -25,7 +25,7 @@ from ..query import (
     HistoryUnavailable,
     SeriesPoint,
     StateInterval,
-    StateRow,
+    StateTuple,
     align,
     build_timeline,
     check_agg,
@@ -294,20 +294,19 @@ class InfluxQueryMixin(DowntimeReads):
         lasts = await self.flux(
             f'from(bucket: p_events) |> range(start: {BEGINNING}, stop: p_start)\n'
             + where + "|> last()", params)
-        prior = None
+        prior: list[StateTuple] = []
         states = [r for r in lasts if r["_field"] == "state"]
         if states:
             top = max(states, key=_ts)
             at = {r["_field"]: r["_value"] for r in lasts
                   if _ts(r) == _ts(top) and r.get("line") == top.get("line")}
-            prior = StateRow(_ts(top), top["_value"], at.get("reason_code"),
-                             at.get("reason_text"))
+            prior = [(_ts(top), top["_value"], at.get("reason_code"), at.get("reason_text"))]
         rows = await self.flux(
             "from(bucket: p_events) |> range(start: p_start, stop: p_stop)\n" + where + PIVOT,
             params)
-        changes = [StateRow(_ts(r), r["state"], r.get("reason_code"), r.get("reason_text"))
-                   for r in rows if r.get("state") is not None]
-        return build_timeline(prior, changes, start, end, self._clock())
+        changes = sorted(((_ts(r), r["state"], r.get("reason_code"), r.get("reason_text"))
+                          for r in rows if r.get("state") is not None), key=lambda c: c[0])
+        return build_timeline(prior + changes, start, end, self._clock())
 
     async def counts(
         self, machine: str, start: datetime, end: datetime, every_s: int) -> list[CountBucket]:
@@ -318,7 +317,7 @@ class InfluxQueryMixin(DowntimeReads):
             "from(bucket: p_events) |> range(start: p_start, stop: p_stop)\n"
             '|> filter(fn: (r) => r._measurement == "parts" and r.machine == p_machine '
             'and (r._field == "good" or r._field == "reject"))\n'
-            '|> group(columns: ["_field"])\n'
+            # Per series (no group() first): then influxd sums in storage, in half the time.
             '|> aggregateWindow(every: p_every, fn: sum, createEmpty: false, timeSrc: "_start")',
             params)
         sums: dict[int, list[int]] = {}

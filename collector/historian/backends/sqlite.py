@@ -33,6 +33,7 @@ from ..query import (
     SeriesPoint,
     StateInterval,
     StateRow,
+    StateTuple,
     align,
     build_timeline,
     check_agg,
@@ -102,6 +103,28 @@ def _downtime_where(s: int, e: int, line: str | None, machines: Sequence[str] | 
 
 def _one(machine: str | None) -> list[str] | None:
     return None if machine is None else [machine]
+
+
+# Counts per window: each window's sums as a range of the primary key (a month of one
+# machine in hours: ~20 ms, then some 6 us more per window); beyond this many windows one
+# GROUP BY over the computed window is faster (it sorts every parts row: 70-80 ms for that
+# month, 110 ms in minutes).
+COUNT_RANGES_MAX = 4_000
+COUNT_SUMS = ("SELECT sum(good), sum(reject) FROM parts "
+              "WHERE machine = ? AND ts_ns >= ? AND ts_ns < ?")
+
+
+def _count_ranges(cur: sqlite3.Cursor, machine: str, s: int, e: int, every: int
+                  ) -> list[tuple[int, int, int]]:
+    """(window, good, reject) of the windows with parts in [s, e), one range read each."""
+    out = []
+    b = align(s, every)
+    while b < e:
+        good, reject = cur.execute(COUNT_SUMS, (machine, max(b, s), min(b + every, e))).fetchone()
+        if good is not None or reject is not None:
+            out.append((b, good or 0, reject or 0))
+        b += every
+    return out
 
 
 class SqliteStore(DowntimeReads, TotalReads):
@@ -356,28 +379,29 @@ class SqliteStore(DowntimeReads, TotalReads):
         self, machine: str, start: datetime, end: datetime) -> list[StateInterval]:
         s, e = check_range(start, end)
         cols = "SELECT ts_ns, state, reason_code, reason_text FROM state WHERE machine = ?"
-        prior = await self._rows(
-            "state", cols + " AND ts_ns < ? ORDER BY ts_ns DESC LIMIT 1", [machine, s])
-        changes = await self._rows(
-            "state", cols + " AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns", [machine, s, e])
 
-        def row(r: dict[str, Any]) -> StateRow:
-            return StateRow(r["ts_ns"], r["state"], r["reason_code"], r["reason_text"])
+        def run(cur: sqlite3.Cursor) -> list[StateTuple]:
+            rows = cur.execute(cols + " AND ts_ns < ? ORDER BY ts_ns DESC LIMIT 1",
+                               [machine, s]).fetchall()
+            return rows + cur.execute(cols + " AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns",
+                                      [machine, s, e]).fetchall()
 
-        return build_timeline(row(prior[0]) if prior else None, [row(r) for r in changes],
-                              start, end, self._clock())
+        # The tuples as they are (no dict nor StateRow per row), made into intervals here on
+        # the event loop while the reader thread reads the next machine.
+        return build_timeline(await self._tuples(run), start, end, self._clock())
 
     async def counts(
         self, machine: str, start: datetime, end: datetime, every_s: int) -> list[CountBucket]:
         every = check_every(start, end, every_s)
         s, e = check_range(start, end)
-        rows = await self._rows(
-            "parts",
-            "SELECT ts_ns - (ts_ns % ?) AS b, coalesce(sum(good), 0) AS good, "
-            "coalesce(sum(reject), 0) AS reject FROM parts "
-            "WHERE machine = ? AND ts_ns >= ? AND ts_ns < ? GROUP BY b",
-            [every, machine, s, e])
-        return fill_counts({r["b"]: (r["good"], r["reject"]) for r in rows}, start, end, every)
+        if (e - align(s, every)) // every > COUNT_RANGES_MAX:
+            rows = await self._tuples(lambda cur: cur.execute(
+                "SELECT ts_ns - (ts_ns % ?), coalesce(sum(good), 0), coalesce(sum(reject), 0) "
+                "FROM parts WHERE machine = ? AND ts_ns >= ? AND ts_ns < ? GROUP BY 1",
+                [every, machine, s, e]).fetchall())
+        else:
+            rows = await self._tuples(lambda cur: _count_ranges(cur, machine, s, e, every))
+        return fill_counts({b: (good, reject) for b, good, reject in rows}, start, end, every)
 
     async def signal_series(
         self, machine: str, signal: str, start: datetime, end: datetime, every_s: int,
