@@ -5,13 +5,21 @@ counters) and handed to `emit`; only when `emit` returned, i.e. the samples are 
 durable spool, are the messages acknowledged. A crash before that means redelivery, not
 loss. Bad payloads are counted by reason and logged at a limited rate; they never stop
 the source.
+
+Batches are pipelined: the next batch goes to `emit` (whose engine step runs at once) while
+earlier ones still wait for the spool's commit, and acks follow in order as each becomes
+durable. Waiting for the disk before reading on put every fsync into the tag -> alert path,
+and made every small batch a commit of its own (460-540 fsyncs a second at 10,000 msg/s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 
@@ -27,6 +35,9 @@ from linemon.model import Quality, Sample
 
 log = logging.getLogger("linemon.source.mqtt")
 BATCH = 2_000
+# Batches handed to `emit` and not yet durable; then the source waits for the oldest. The
+# broker's in-flight window (RECEIVE_MAXIMUM) bounds the messages they hold.
+BATCHES_IN_FLIGHT = 64
 
 
 class Decoder(Protocol):
@@ -70,6 +81,7 @@ class MqttSource:
         session = MqttConnection(cfg, self.decoder.subscriptions(), self._username,
                                  self._password)
         try:
+            stored: deque[_Stored] = deque()
             await session.connect(timeout_s=10.0)
             mark_connected(self, datetime.now(UTC))
             log.info("source %s: connected to %s:%s (session %s)", self.name, cfg.host, cfg.port,
@@ -77,14 +89,35 @@ class MqttSource:
             self.decoder.connected(session.session_present)
             while True:
                 self._send_commands(session)
-                messages = await session.next_batch(BATCH)
+                self._ack_stored(session, stored)
+                oldest = stored[0].task if stored else None
+                if oldest is not None and len(stored) >= BATCHES_IN_FLIGHT:
+                    await asyncio.wait({oldest})
+                    continue
+                messages = await session.next_batch(BATCH, until=oldest)
+                if not messages:
+                    continue  # the oldest batch is durable: acknowledge it first
                 samples = self.screen.screen(self._decode_all(messages))
-                if samples:
-                    await emit(samples)
-                    self.stats.emitted += len(samples)
-                session.ack(messages)
+                # The task's first step (the engine, the spool put) runs before any later
+                # batch's: emits start in the order they were created.
+                task = asyncio.ensure_future(emit(samples)) if samples else None
+                if task is not None:
+                    task.add_done_callback(_retrieve)
+                stored.append(_Stored(task, messages, len(samples)))
         finally:
+            # Batches still on their way to the spool finish on their own; unacknowledged,
+            # the broker redelivers them to the next session.
             await session.close()
+
+    def _ack_stored(self, session: MqttConnection, stored: deque[_Stored]) -> None:
+        """Acknowledge, oldest first, the batches that are durable. A failed one raises: its
+        messages and every later batch's stay unacknowledged."""
+        while stored and (stored[0].task is None or stored[0].task.done()):
+            batch = stored.popleft()
+            if batch.task is not None:
+                batch.task.result()
+            self.stats.emitted += batch.samples
+            session.ack(batch.messages)
 
     def _send_commands(self, session: MqttConnection) -> None:
         for topic, payload in self.decoder.take_commands():
@@ -109,3 +142,19 @@ class MqttSource:
                     self.stats.last_message_at[sample.machine] = received
             samples += decoded
         return samples
+
+
+@dataclass(slots=True)
+class _Stored:
+    """One batch on its way to the spool: `task` is its emit (None: nothing to store)."""
+
+    task: asyncio.Future[None] | None
+    messages: list[Any]
+    samples: int
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    # A failure is raised by _ack_stored; one left behind by a closed session is not lost
+    # data (unacknowledged: redelivered) and must not be logged as never retrieved.
+    if not task.cancelled():
+        task.exception()

@@ -30,7 +30,9 @@ from collector.sources.mqtt_socket import BufferedClient, BufferedSocket
 from linemon.config import MqttSourceConfig
 
 QUEUE_SIZE = 10_000
-RECEIVE_MAXIMUM = 256  # unacknowledged messages the broker may have in flight to linemon
+# Unacknowledged messages the broker may have in flight to linemon: 25 ms at 10,000 msg/s,
+# more than a paced spool commit (COMMIT_EVERY_S plus the fsync) holds back.
+RECEIVE_MAXIMUM = 256
 PACKETS_PER_READ = 256  # then the event loop gets a turn (~2 ms of packets)
 _AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (v3 codes 4, 5 map here)
 
@@ -106,8 +108,10 @@ class MqttConnection:
         if self.lost.is_set():
             raise SourceDisconnected(self.reason)
 
-    async def next_batch(self, limit: int) -> list[mqtt.MQTTMessage]:
-        """Everything received so far (at least one message), up to `limit`.
+    async def next_batch(self, limit: int, until: asyncio.Future[Any] | None = None
+                         ) -> list[mqtt.MQTTMessage]:
+        """Everything received so far (at least one message), up to `limit`; or an empty list
+        when `until` is done first (the caller has something else to do).
 
         Messages that arrived before the connection dropped still come out (they may be
         spooled; their acks are lost and the broker redelivers them): only an empty queue
@@ -123,10 +127,15 @@ class MqttConnection:
             self._arrived.clear()
             arrived = asyncio.ensure_future(self._arrived.wait())
             lost = asyncio.ensure_future(self.lost.wait())
-            await asyncio.wait({arrived, lost}, return_when=asyncio.FIRST_COMPLETED)
+            waiters: set[asyncio.Future[Any]] = {arrived, lost}
+            if until is not None:
+                waiters.add(until)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             arrived.cancel()
             lost.cancel()
             if not queue:
+                if until is not None and until.done():
+                    return []
                 raise SourceDisconnected(self.reason)
         if len(queue) <= limit:
             batch = list(queue)

@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from collector.historian.spool import RECORD_OVERHEAD, Record, Spool
+from collector.historian.spool import COMMIT_EVERY_S, RECORD_OVERHEAD, Record, Spool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,6 +56,24 @@ async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:
     assert sorted(i for ids in results for i in ids) == list(range(1, 301))
     assert c.appended == 300
     assert c.commits < 300  # group commit: one fsync for many waiting puts
+    await spool.close()
+
+
+async def test_a_stream_of_small_puts_shares_paced_commits(tmp_path: Path) -> None:
+    """A pipelined source puts a small batch every few milliseconds without waiting for the
+    last: the commits are paced (COMMIT_EVERY_S), not one fsync per put."""
+    spool = await open_spool(tmp_path / "s.sqlite")
+    puts = []
+    began = time.monotonic()
+    for i in range(100):
+        puts.append(asyncio.ensure_future(spool.put([sample(i)])))
+        await asyncio.sleep(0.002)
+    results = await asyncio.gather(*puts)
+    seconds = time.monotonic() - began
+    c = spool.counters()
+    assert sorted(i for ids in results for i in ids) == list(range(1, 101))
+    print(f"\n100 puts over {seconds:.2f} s: {c.commits} commits")
+    assert c.commits <= seconds / COMMIT_EVERY_S + 2  # one per interval, and the first
     await spool.close()
 
 
