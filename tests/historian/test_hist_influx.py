@@ -11,7 +11,7 @@ from historian_helpers import MACHINE_LINES, TOKEN_ENV, InfluxServer, influx_con
 from collector.historian import Historian
 from collector.historian.forwarder import Backoff
 from collector.historian.schema import to_ns
-from linemon.model import MachineState, Sample, StateChanged
+from linemon.model import MachineState, Quality, Sample, StateChanged
 
 NOW = datetime.now(UTC)
 T = NOW.replace(second=0, microsecond=0) - timedelta(minutes=20)
@@ -135,5 +135,79 @@ async def test_a_late_sample_is_counted_without_recomputing_the_hour(
         await ds.run_once()  # nothing stored since: only minutes past the watermark
         assert all(start >= watermark for start, _ in slices[done:])
         assert h.health()["downsampling"]["last_error"] is None
+    finally:
+        await h.close()
+
+
+async def test_a_minute_merges_every_quality_and_source_of_a_signal(
+        influxd: InfluxServer, tmp_path: Path) -> None:
+    """A signal's points sit in one InfluxDB series per quality and source tag; its minute
+    takes all of them but the bad ones, and its last is the latest point of any of them."""
+    h = historian(influxd, tmp_path)
+    await h.start()
+    try:
+        kinds = [(Quality.GOOD, "plc"), (Quality.UNCERTAIN, "plc"), (Quality.GOOD, "gateway"),
+                 (Quality.BAD, "plc")]
+        samples = [Sample("press-1", "temp", float(k * 5 % 17), T + timedelta(seconds=4 * k), T,
+                          *kinds[k % 4]) for k in range(30)]  # two minutes, 4 series
+        samples.append(Sample("press-1", "temp", 99.0, T + timedelta(seconds=119), T,
+                              Quality.BAD, "plc"))  # the minute's latest and largest: bad
+        await h.write_samples(samples)
+        assert await h.flush(10)
+        assert h._downsampler is not None
+        await h._downsampler.run_once()
+        minutes = h.store._series_from_minutes  # type: ignore[union-attr]
+        got = {agg: [(p.ts, p.value) for p in await minutes(
+            "press-1", "temp", T, T + timedelta(minutes=3), 60_000_000_000, agg)]
+            for agg in ("mean", "min", "max", "last")}
+        usable = [s for s in samples if s.quality != Quality.BAD]
+        want: dict[str, list[tuple[datetime, float]]] = {a: [] for a in got}
+        for minute in range(2):
+            at = T + timedelta(minutes=minute)
+            inside = sorted((s for s in usable if at <= s.source_ts < at + timedelta(minutes=1)),
+                            key=lambda s: s.source_ts)
+            values = [float(s.value) for s in inside]  # type: ignore[arg-type]
+            want["mean"].append((at, sum(values) / len(values)))
+            want["min"].append((at, min(values)))
+            want["max"].append((at, max(values)))
+            want["last"].append((at, values[-1]))
+        assert {(s.quality, s.source) for s in usable  # minute 1 has 3 series to merge
+                if s.source_ts >= T + timedelta(minutes=1)} == set(kinds[:3])
+        for agg in got:
+            assert [ts for ts, _ in got[agg]] == [ts for ts, _ in want[agg]], agg
+            assert [v for _, v in got[agg]] == pytest.approx([v for _, v in want[agg]]), agg
+    finally:
+        await h.close()
+
+
+async def test_a_failed_pass_resumes_at_the_slice_that_failed(
+        influxd: InfluxServer, tmp_path: Path) -> None:
+    h = historian(influxd, tmp_path)
+    await h.start()
+    try:
+        ds = h._downsampler
+        assert ds is not None
+        slices: list[tuple[int, int]] = []
+        aggregate = ds.aggregate
+
+        async def third_fails_once(start_ns: int, stop_ns: int) -> list[str]:
+            slices.append((start_ns, stop_ns))
+            if len(slices) == 3:
+                raise TimeoutError("influxd took too long")
+            return await aggregate(start_ns, stop_ns)
+
+        ds.aggregate = third_fails_once  # type: ignore[method-assign]
+        await h.write_samples([Sample("press-1", "temp", 2.0, T + timedelta(seconds=10 * k), T)
+                               for k in range(12)])
+        assert await h.flush(10)
+        with pytest.raises(TimeoutError):
+            await ds.run_once()  # the first pass, over the last hour, fails at its 3rd slice
+        failed = slices[2]
+        await ds.run_once()
+        assert slices[3] == failed  # not the hour again from its first slice
+        assert slices[-1][1] > to_ns(T + timedelta(minutes=2))
+        maxima = await h.store._series_from_minutes(  # type: ignore[union-attr]
+            "press-1", "temp", T, T + timedelta(minutes=3), 60_000_000_000, "max")
+        assert [p.value for p in maxima] == [2.0, 2.0]
     finally:
         await h.close()
