@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = uvicorn.Server(uvicorn.Config(  # as linemon/serve.py configures it
         build(args.body.read_bytes()), host="127.0.0.1", port=args.port, log_level="warning",
-        lifespan="on", timeout_graceful_shutdown=5))
+        http="httptools", lifespan="on", timeout_graceful_shutdown=5))
     server.run()
 
 

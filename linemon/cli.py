@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from linemon import event_loop
 from linemon.config import ConfigError, PlantConfig, load_config, resolve_secret
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
             from linemon.serve import serve
 
             config = load_config(args.config)
-            asyncio.run(serve(config, host=args.host, port=args.port, on_ready=_announce,
-                              role=args.role, lines=args.lines, engine_id=args.engine_id))
+            event_loop.run(serve(config, host=args.host, port=args.port, on_ready=_announce,
+                                 role=args.role, lines=args.lines, engine_id=args.engine_id))
         elif args.command == "demo":
             from linemon.demo import run_demo
 
-            asyncio.run(run_demo(args.config, args.scenario, api_port=args.port))
+            event_loop.run(run_demo(args.config, args.scenario, api_port=args.port))
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
@@ -122,7 +123,8 @@ def summarize(config: PlantConfig, path: Path) -> str:
 
 
 def _announce(url: str) -> None:
-    print(f"linemon API on {url}  (docs: {url}/docs)", flush=True)
+    loop = event_loop.name(asyncio.get_running_loop())
+    print(f"linemon API on {url}  (docs: {url}/docs; event loop: {loop})", flush=True)
 
 
 if __name__ == "__main__":

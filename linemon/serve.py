@@ -36,6 +36,7 @@ async def serve(
         host=host or config.api.host,
         port=port if port is not None else config.api.port,
         log_level="warning",
+        http="httptools",  # a C parser: h11 (uvicorn's fallback) costs ~45 % more per request
         lifespan="on",
         timeout_graceful_shutdown=5,
     ))

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from linemon import event_loop
 from tests.support.influx import BUILD_SCRIPT, InfluxServer, find_influxd
 from tests.support.services import Mosquitto
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item
+                                  ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on the loop `linemon run` uses (uvloop), not asyncio's."""
+    return {"linemon": event_loop.new_event_loop}
 
 
 @pytest.fixture

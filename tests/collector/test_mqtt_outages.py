@@ -104,6 +104,7 @@ async def start_linemon(config_file: Path, log: Path) -> tuple[asyncio.subproces
         stdout=asyncio.subprocess.PIPE, stderr=log.open("ab"))
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 30)
+    assert b"event loop: uvloop" in line, line  # linemon/event_loop.py
     url = line.decode().split(" on ", 1)[1].split()[0]
     async with httpx.AsyncClient(base_url=url) as client:
         async def ready() -> bool:
