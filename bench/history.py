@@ -15,7 +15,6 @@ their answers agree.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -37,6 +36,7 @@ from bench.harness import Stats, interleave_async, print_table, quick, record, r
 from bench.history_data import REASONS, SIGNAL, Dataset, ensure, open_influx
 from bench.rig import mosquitto, workdir
 from linemon.config import parse_config
+from linemon.event_loop import run as run_on_loop
 from tests.support.influx import ORG
 from tests.support.services import free_port, wait_for_port
 
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "(once; later runs reuse the cache)")
     refuse_if_loaded(figure="history")
     began = time.monotonic()
-    results = asyncio.run(measure(ds, manifest, args.reps))
+    results = run_on_loop(measure(ds, manifest, args.reps))
     took = time.monotonic() - began
     build = {s: {k: manifest[s].get(k) for k in ("build_s", "points", "disk_bytes")}
              for s in ("sqlite", "influx")}

@@ -26,7 +26,6 @@ getrusage, from connect to drained) and linemon's ratio to the bare one. Target 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import time
@@ -39,6 +38,7 @@ from paho.mqtt.properties import Properties
 
 from bench import harness
 from bench.rig import TAGS, influxd, machine_ids, mosquitto, plant_config, workdir
+from linemon.event_loop import run as run_on_loop
 
 FIGURE = "1-ingest-mqtt"
 TARGET = 0.5
@@ -204,7 +204,7 @@ def measure(reps: int, n: int, machines: int, port: int, influx_url: str,
             if case == "bare":
                 runs["bare"].append(drain_bare(port, n))
             else:
-                runs["linemon"].append(asyncio.run(drain_linemon(
+                runs["linemon"].append(run_on_loop(drain_linemon(
                     port, n, machines, influx_url,
                     profile=profile if rep == reps - 1 else None)))
     return runs

@@ -8,7 +8,8 @@ first 1,000 or all 5,000 tags with the same subscription settings (publishing in
 250 ms, at most 1,000 notifications per publish, queue size 100):
 
 - bare: asyncua's client and publish loop, with a callback that only counts the
-  DataChangeNotification items (no Node objects, no per-item handler);
+  DataChangeNotification items (no Node objects, no per-item handler); one process
+  measures 1,000 tags, then adds the other 4,000 to its subscription and measures 5,000;
 - linemon: the real `Linemon` with the OPC-UA source from a generated config and the
   InfluxDB historian on a real influxd: decode, screen, spool (fsync), engine, forwarder.
   Its source reads the DataChangeNotifications of a Publish response itself
@@ -18,8 +19,10 @@ first 1,000 or all 5,000 tags with the same subscription settings (publishing in
 After a warm-up (initial values, connection) each subscriber counts the notifications it
 took in during the window and its own CPU seconds (all threads, getrusage); the figure is
 notifications per CPU-second and linemon's ratio to the bare one, per repetition
-(bare, linemon, bare, linemon ... interleaved). Target: >= 0.5. The linemon runs also
-report resident memory, which figure (6) uses.
+(bare, linemon 1,000, linemon 5,000, baseline, bare, ... interleaved). Target: >= 0.5.
+Both subscribers run on linemon's event loop (uvloop; linemon/event_loop.py). The linemon
+runs also report resident memory, which figure (6) uses, and each repetition ends with a
+linemon at 10 tags: figure (6)'s baseline, on the same servers.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 from bench import harness
 from bench.rig import NAMESPACE, TAGS, TOKEN_ENV, influxd, machine_ids, plant_config, workdir
+from linemon.event_loop import run as run_on_loop
 from tests.support.services import free_port
 
 FIGURE = "2-ingest-opcua"
@@ -43,11 +47,15 @@ TARGET = 0.5
 SERVER_MACHINES = 500
 TICK_MS = 1000
 PUBLISHING_MS = 250
+BASELINE_TAGS = 10  # figure (6)'s baseline process, run in this figure's interleave
 
 
 # --- the measured processes ---------------------------------------------------------------
 
-async def _bare(endpoint: str, tags: int, warmup_s: float, window_s: float) -> dict[str, Any]:
+async def _bare(endpoint: str, sizes: list[int], warmup_s: float, window_s: float
+                ) -> dict[str, dict[str, Any]]:
+    """Every size in turn on one subscription, which grows between the windows (one
+    process start instead of one per size)."""
     from asyncua import Client, ua
 
     harness.nodelay_asyncua()
@@ -63,30 +71,35 @@ async def _bare(endpoint: str, tags: int, warmup_s: float, window_s: float) -> d
 
     ns = await client.get_namespace_index(NAMESPACE)
     nodes = [ua.NodeId(f"{line}.{machine}.{name}", ns)
-             for line, machine in machine_ids(tags // len(TAGS)) for name, _ in TAGS.values()]
+             for line, machine in machine_ids(max(sizes) // len(TAGS))
+             for name, _ in TAGS.values()]
     params = ua.CreateSubscriptionParameters(
         RequestedPublishingInterval=PUBLISHING_MS, RequestedLifetimeCount=10_000,
         RequestedMaxKeepAliveCount=40, MaxNotificationsPerPublish=1000,
         PublishingEnabled=True, Priority=0)
     sub = await client.uaclient.create_subscription(params, on_publish)
-    for first in range(0, len(nodes), 1000):
-        await client.uaclient.create_monitored_items(ua.CreateMonitoredItemsParameters(
-            SubscriptionId=sub.SubscriptionId, TimestampsToReturn=ua.TimestampsToReturn.Both,
-            ItemsToCreate=[ua.MonitoredItemCreateRequest(
-                ItemToMonitor=ua.ReadValueId(NodeId=node, AttributeId=ua.AttributeIds.Value),
-                MonitoringMode=ua.MonitoringMode.Reporting,
-                RequestedParameters=ua.MonitoringParameters(
-                    ClientHandle=first + i, SamplingInterval=-1.0, QueueSize=100,
-                    DiscardOldest=True))
-                for i, node in enumerate(nodes[first:first + 1000])]))
-    await asyncio.sleep(warmup_s)
-    n0, c0, t0 = count, harness.cpu_seconds(), time.monotonic()
-    await asyncio.sleep(window_s)
-    n1, c1, t1 = count, harness.cpu_seconds(), time.monotonic()
-    result = {"notifications": n1 - n0, "cpu_s": c1 - c0, "wall_s": t1 - t0,
-              "rss": harness.rss_bytes()}
+    results: dict[str, dict[str, Any]] = {}
+    monitored = 0
+    for tags in sorted(sizes):
+        for first in range(monitored, tags, 1000):
+            await client.uaclient.create_monitored_items(ua.CreateMonitoredItemsParameters(
+                SubscriptionId=sub.SubscriptionId, TimestampsToReturn=ua.TimestampsToReturn.Both,
+                ItemsToCreate=[ua.MonitoredItemCreateRequest(
+                    ItemToMonitor=ua.ReadValueId(NodeId=node, AttributeId=ua.AttributeIds.Value),
+                    MonitoringMode=ua.MonitoringMode.Reporting,
+                    RequestedParameters=ua.MonitoringParameters(
+                        ClientHandle=first + i, SamplingInterval=-1.0, QueueSize=100,
+                        DiscardOldest=True))
+                    for i, node in enumerate(nodes[first:min(first + 1000, tags)])]))
+        monitored = tags
+        await asyncio.sleep(warmup_s)  # the new items' initial values are not in the window
+        n0, c0, t0 = count, harness.cpu_seconds(), time.monotonic()
+        await asyncio.sleep(window_s)
+        n1, c1, t1 = count, harness.cpu_seconds(), time.monotonic()
+        results[str(tags)] = {"notifications": n1 - n0, "cpu_s": c1 - c0, "wall_s": t1 - t0,
+                              "rss": harness.rss_bytes()}
     await asyncio.wait_for(client.disconnect(), 5)  # no orphan session left publishing
-    return result
+    return results
 
 
 async def _linemon(endpoint: str, tags: int, warmup_s: float, window_s: float,
@@ -149,7 +162,8 @@ def child(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=["bare", "linemon"])
     parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--tags", type=int, required=True)
+    parser.add_argument("--tags", required=True,
+                        help="linemon: one number; bare: comma-separated, measured in turn")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--window", type=float, default=4.0)
     parser.add_argument("--influx-url")
@@ -158,10 +172,11 @@ def child(argv: list[str]) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    sizes = [int(t) for t in args.tags.split(",")]
     if args.kind == "bare":
-        result = asyncio.run(_bare(args.endpoint, args.tags, args.warmup, args.window))
+        result: Any = run_on_loop(_bare(args.endpoint, sizes, args.warmup, args.window))
     else:
-        result = asyncio.run(_linemon(args.endpoint, args.tags, args.warmup, args.window,
+        result = run_on_loop(_linemon(args.endpoint, sizes[0], args.warmup, args.window,
                                       args.influx_url, args.profile))
     print("RESULT " + json.dumps(result), flush=True)
     os._exit(0)  # the measurement is taken; a clean shutdown would only cost time
@@ -169,10 +184,14 @@ def child(argv: list[str]) -> None:
 
 # --- the parent -----------------------------------------------------------------------------
 
-def run_child(kind: str, endpoint: str, tags: int, *, warmup_s: float, window_s: float,
-              influx_url: str | None = None, profile: str | None = None) -> dict[str, Any]:
+def run_child(kind: str, endpoint: str, tags: int | list[int], *, warmup_s: float,
+              window_s: float, influx_url: str | None = None, profile: str | None = None
+              ) -> dict[str, Any]:
+    """linemon: one size; bare: a list of sizes, and the result is keyed by size."""
+    sizes = tags if isinstance(tags, list) else [tags]
     cmd = [sys.executable, "-m", "bench.ingest_opcua", "--child", kind, "--endpoint", endpoint,
-           "--tags", str(tags), "--warmup", str(warmup_s), "--window", str(window_s)]
+           "--tags", ",".join(map(str, sizes)), "--warmup", str(warmup_s),
+           "--window", str(window_s)]
     if influx_url:
         cmd += ["--influx-url", influx_url]
     if profile:
@@ -210,17 +229,24 @@ class OpcUaPlant:
 
 
 def measure(reps: int, sizes: list[int], warmup_s: float, window_s: float,
-            plant: OpcUaPlant, influx_url: str) -> dict[str, Any]:
-    runs: dict[int, dict[str, list[dict[str, Any]]]] = {}
-    for tags in sizes:
-        runs[tags] = harness.interleave(reps, {
-            "bare": lambda t=tags: run_child("bare", plant.endpoint, t, warmup_s=warmup_s,
-                                             window_s=window_s),
-            "linemon": lambda t=tags: run_child("linemon", plant.endpoint, t,
-                                                warmup_s=warmup_s, window_s=window_s,
-                                                influx_url=influx_url),
-        })
-    return runs
+            plant: OpcUaPlant, influx_url: str, baseline_tags: int = 0
+            ) -> tuple[dict[int, dict[str, list[dict[str, Any]]]], list[dict[str, Any]]]:
+    """Per repetition: the bare subscriber (every size in turn, one process), then linemon
+    at each size, then linemon at `baseline_tags` (figure 6's baseline; 0: not run).
+    Returns the runs by size, and the baseline runs."""
+    def linemon(tags: int) -> Any:
+        return lambda: run_child("linemon", plant.endpoint, tags, warmup_s=warmup_s,
+                                 window_s=window_s, influx_url=influx_url)
+
+    cases = {"bare": lambda: run_child("bare", plant.endpoint, sizes, warmup_s=warmup_s,
+                                       window_s=window_s)}
+    cases.update({f"linemon {tags}": linemon(tags) for tags in sizes})
+    if baseline_tags:
+        cases["baseline"] = linemon(baseline_tags)
+    found = harness.interleave(reps, cases)
+    runs = {tags: {"bare": [r[str(tags)] for r in found["bare"]],
+                   "linemon": found[f"linemon {tags}"]} for tags in sizes}
+    return runs, found.get("baseline", [])
 
 
 def summarize(runs: dict[int, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -259,15 +285,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--window", type=float, default=2.0)
+    parser.add_argument("--baseline-tags", type=int, default=BASELINE_TAGS,
+                        help="also run linemon at this many tags for figure (6) (0: not)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     with influxd() as influx:
         plant = OpcUaPlant()
         try:
-            runs = measure(args.reps, sizes, args.warmup, args.window, plant, influx.url)
+            runs, baseline = measure(args.reps, sizes, args.warmup, args.window, plant,
+                                     influx.url, args.baseline_tags)
         finally:
             plant.close()
-    return harness.record(FIGURE, summarize(runs))
+    out = summarize(runs)
+    if baseline:
+        out["baseline"] = {"tags": args.baseline_tags, "rss_bytes": [r["rss"] for r in baseline]}
+    return harness.record(FIGURE, out)
 
 
 if __name__ == "__main__":

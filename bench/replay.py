@@ -19,7 +19,6 @@ forwarder does not gzip either), precision ns.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from collector.historian.config import HistorianConfig
 from collector.historian.forwarder import Backoff
 from collector.historian.historian import Historian
 from collector.historian.schema import SampleEncoder
+from linemon.event_loop import run as run_on_loop
 from linemon.model import Sample
 from tests.support.influx import InfluxServer
 
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = args.points
     with influxd() as influx:
         runs = harness.interleave(args.reps, {
-            "linemon (default cap 50k/s)": lambda: asyncio.run(
+            "linemon (default cap 50k/s)": lambda: run_on_loop(
                 replay_linemon(influx, n, DEFAULT_CAP)),
-            "linemon (cap lifted)": lambda: asyncio.run(replay_linemon(influx, n, 10**9)),
+            "linemon (cap lifted)": lambda: run_on_loop(replay_linemon(influx, n, 10**9)),
             "raw POST loop (ceiling)": lambda: replay_raw(influx, n),
         })
     ceiling = harness.Stats.of([r["rate"] for r in runs["raw POST loop (ceiling)"]])
