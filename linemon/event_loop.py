@@ -30,5 +30,5 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 def name(loop: asyncio.AbstractEventLoop) -> str:
-    """For logs and /readyz: "uvloop" or "asyncio"."""
+    """For the start-up line: "uvloop" or "asyncio"."""
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

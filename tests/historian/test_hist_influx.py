@@ -211,3 +211,59 @@ async def test_a_failed_pass_resumes_at_the_slice_that_failed(
         assert [p.value for p in maxima] == [2.0, 2.0]
     finally:
         await h.close()
+
+
+async def test_a_late_sample_before_the_resume_point_is_counted(
+        influxd: InfluxServer, tmp_path: Path) -> None:
+    h = historian(influxd, tmp_path)
+    await h.start()
+    try:
+        ds = h._downsampler
+        assert ds is not None
+        slices: list[tuple[int, int]] = []
+        aggregate = ds.aggregate
+
+        async def third_fails_once(start_ns: int, stop_ns: int) -> list[str]:
+            slices.append((start_ns, stop_ns))
+            if len(slices) == 3:
+                raise TimeoutError("influxd took too long")
+            return await aggregate(start_ns, stop_ns)
+
+        ds.aggregate = third_fails_once  # type: ignore[method-assign]
+        with pytest.raises(TimeoutError):
+            await ds.run_once()
+        early = slices[0][0] + 2 * 60_000_000_000  # inside the first slice, already done
+        assert early < slices[2][0]
+        at = datetime.fromtimestamp(early / 1e9, UTC) + timedelta(seconds=5)
+        await h.write_samples([Sample("press-1", "temp", 7.0, at, T)])
+        assert await h.flush(10)
+        await ds.run_once()
+        assert slices[3][0] == early  # from the late minute, before where the pass failed
+        maxima = await h.store._series_from_minutes(  # type: ignore[union-attr]
+            "press-1", "temp", at - timedelta(minutes=1), at + timedelta(minutes=1),
+            60_000_000_000, "max")
+        assert [p.value for p in maxima] == [7.0]
+    finally:
+        await h.close()
+
+
+async def test_a_minute_not_yet_whole_at_one_pass_is_done_by_the_next(
+        influxd: InfluxServer, tmp_path: Path) -> None:
+    """Even with nothing stored between the two passes (the line went quiet)."""
+    h = historian(influxd, tmp_path)
+    await h.start()
+    try:
+        ds = h._downsampler
+        assert ds is not None
+        await h.write_samples([Sample("press-1", "temp", 3.0, T + timedelta(seconds=10 * k), T)
+                               for k in range(24)])  # minutes T .. T+3
+        assert await h.flush(10)
+        ds._clock = lambda: T + timedelta(minutes=3, seconds=30)  # T+3 is not whole yet
+        await ds.run_once()
+        ds._clock = lambda: T + timedelta(minutes=4, seconds=30)
+        await ds.run_once()
+        maxima = await h.store._series_from_minutes(  # type: ignore[union-attr]
+            "press-1", "temp", T, T + timedelta(minutes=5), 60_000_000_000, "max")
+        assert [p.ts for p in maxima] == [T + timedelta(minutes=m) for m in range(4)]
+    finally:
+        await h.close()

@@ -34,7 +34,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +55,10 @@ WATERMARK = "downsample_watermark_ns"
 
 _SAMPLES = """from(bucket: p_bucket) |> range(start: p_start, stop: p_stop)
   |> filter(fn: (r) => r._measurement == "sample" and r._field == "value" and r.quality != "bad")"""
+AGGREGATES = ("count", "sum", "min", "max", "last")
 AGGREGATE_FLUX = "\n".join(
     [f'{_SAMPLES}\n  |> aggregateWindow(every: 1m, fn: {fn}, createEmpty: false, timeSrc: "_start")'
-     f'\n  |> yield(name: "{fn}")' for fn in ("count", "sum", "min", "max")]
+     f'\n  |> yield(name: "{fn}")' for fn in AGGREGATES[:4]]
     # last() keeps the point's own time, which picks the latest among a signal's series
     + [f'{_SAMPLES}\n  |> window(every: 1m)\n  |> last()\n  |> yield(name: "last")'])
 
@@ -72,8 +73,10 @@ class _Minute:
     max: float = -math.inf
     last: float = math.nan
     last_ns: int = -1
+    kinds: set[str] = field(default_factory=set)
 
     def add(self, kind: str, row: dict[str, Any]) -> None:
+        self.kinds.add(kind)
         value = row["_value"]
         if kind == "count":
             self.count += int(value)
@@ -158,6 +161,8 @@ class Downsampler:
                 wm = stop
                 await self._spool.set_meta(WATERMARK, str(wm))
             start = self._resume_ns = stop
+        if not raw:  # a new spool: the loop above only saves a watermark that moved
+            await self._spool.set_meta(WATERMARK, str(wm))
         self._watermark_ns = wm
         self._first = False
         self._resume_ns = None
@@ -176,7 +181,10 @@ class Downsampler:
             minute.add(r["result"], r)
         lines = []
         for (line, machine, signal, ts), m in merged.items():
-            if not m.count:
+            # The five pipelines read the store one after the other: a sample stored in
+            # between can be in some and not others. Its minute is left to the next pass,
+            # which recomputes it since stored_since() reports that sample.
+            if not m.count or len(m.kinds) < len(AGGREGATES):
                 continue
             fields = {"count": m.count, "sum": m.sum, "min": m.min, "max": m.max, "last": m.last}
             tags = {"line": line, "machine": machine, "signal": signal}
