@@ -42,6 +42,7 @@ from ..lineprotocol import encode_point
 from ..query import align
 from ..schema import SAMPLE_1M, from_ns, to_ns
 from ..spool import Spool
+from .influx_query import ns_of
 
 if TYPE_CHECKING:
     from .influx import InfluxStore
@@ -56,11 +57,13 @@ WATERMARK = "downsample_watermark_ns"
 _SAMPLES = """from(bucket: p_bucket) |> range(start: p_start, stop: p_stop)
   |> filter(fn: (r) => r._measurement == "sample" and r._field == "value" and r.quality != "bad")"""
 AGGREGATES = ("count", "sum", "min", "max", "last")
+_KEEP = '\n  |> keep(columns: ["_start", "_time", "_value", "line", "machine", "signal"])'
 AGGREGATE_FLUX = "\n".join(
     [f'{_SAMPLES}\n  |> aggregateWindow(every: 1m, fn: {fn}, createEmpty: false, timeSrc: "_start")'
-     f'\n  |> yield(name: "{fn}")' for fn in AGGREGATES[:4]]
+     f'{_KEEP}\n  |> yield(name: "{fn}")' for fn in AGGREGATES[:4]]
     # last() keeps the point's own time, which picks the latest among a signal's series
-    + [f'{_SAMPLES}\n  |> window(every: 1m)\n  |> last()\n  |> yield(name: "last")'])
+    + [f'{_SAMPLES}\n  |> window(every: 1m)\n  |> last(){_KEEP}\n  |> yield(name: "last")'])
+COLUMNS = ("result", "_start", "_time", "_value", "line", "machine", "signal")
 
 
 @dataclass
@@ -75,9 +78,8 @@ class _Minute:
     last_ns: int = -1
     kinds: set[str] = field(default_factory=set)
 
-    def add(self, kind: str, row: dict[str, Any]) -> None:
+    def add(self, kind: str, value: str, at: str) -> None:
         self.kinds.add(kind)
-        value = row["_value"]
         if kind == "count":
             self.count += int(value)
         elif kind == "sum":
@@ -87,9 +89,37 @@ class _Minute:
         elif kind == "max":
             self.max = max(self.max, float(value))
         elif kind == "last":
-            at = to_ns(row["_time"])
-            if at >= self.last_ns:
-                self.last, self.last_ns = float(value), at
+            at_ns = ns_of(at)
+            if at_ns >= self.last_ns:
+                self.last, self.last_ns = float(value), at_ns
+
+
+def minute_lines(rows: list[tuple[str, ...]]) -> list[str]:
+    """The answer's cells (COLUMNS) merged per signal and minute, as `sample_1m` lines; the
+    store runs this off the event loop when the answer is big (a 10-minute slice)."""
+    merged: dict[tuple[str | None, str, str, int], _Minute] = {}
+    minute_ns: dict[str, int] = {}  # the few window starts, each parsed once
+    for kind, start, at, value, line, machine, signal in rows:
+        window = start if kind == "last" else at
+        ts = minute_ns.get(window)
+        if ts is None:
+            ts = minute_ns[window] = ns_of(window)
+        key = (line or None, machine, signal, ts)
+        minute = merged.get(key)
+        if minute is None:
+            minute = merged[key] = _Minute()
+        minute.add(kind, value, at)
+    lines = []
+    for (line, machine, signal, ts), m in merged.items():
+        # The five pipelines read the store one after the other: a sample stored in
+        # between can be in some and not others. Its minute is left to the next pass,
+        # which recomputes it since stored_since() reports that sample.
+        if not m.count or len(m.kinds) < len(AGGREGATES):
+            continue
+        fields = {"count": m.count, "sum": m.sum, "min": m.min, "max": m.max, "last": m.last}
+        tags = {"line": line, "machine": machine, "signal": signal}
+        lines.append(encode_point(SAMPLE_1M, tags, fields, ts))
+    return lines
 
 
 class Downsampler:
@@ -170,23 +200,4 @@ class Downsampler:
     async def aggregate(self, start_ns: int, stop_ns: int) -> list[str]:
         params = {"p_bucket": self._store.cfg.bucket, "p_start": from_ns(start_ns),
                   "p_stop": from_ns(stop_ns)}
-        rows = await self._store.flux(AGGREGATE_FLUX, params)
-        merged: dict[tuple[Any, ...], _Minute] = {}
-        for r in rows:
-            at = r["_start"] if r["result"] == "last" else r["_time"]
-            key = (r.get("line"), r.get("machine"), r.get("signal"), to_ns(at))
-            minute = merged.get(key)
-            if minute is None:
-                minute = merged[key] = _Minute()
-            minute.add(r["result"], r)
-        lines = []
-        for (line, machine, signal, ts), m in merged.items():
-            # The five pipelines read the store one after the other: a sample stored in
-            # between can be in some and not others. Its minute is left to the next pass,
-            # which recomputes it since stored_since() reports that sample.
-            if not m.count or len(m.kinds) < len(AGGREGATES):
-                continue
-            fields = {"count": m.count, "sum": m.sum, "min": m.min, "max": m.max, "last": m.last}
-            tags = {"line": line, "machine": machine, "signal": signal}
-            lines.append(encode_point(SAMPLE_1M, tags, fields, ts))
-        return lines
+        return await self._store.flux_cells(AGGREGATE_FLUX, params, COLUMNS, minute_lines)
