@@ -9,6 +9,7 @@ import pytest
 from historian_helpers import MACHINE_LINES, TOKEN_ENV, InfluxServer, influx_config, wait_for
 
 from collector.historian import Historian
+from collector.historian.backends.downsample import Downsampler
 from collector.historian.forwarder import Backoff
 from collector.historian.schema import to_ns
 from linemon.model import MachineState, Quality, Sample, StateChanged
@@ -180,6 +181,21 @@ async def test_a_minute_merges_every_quality_and_source_of_a_signal(
         await h.close()
 
 
+def third_slice_fails_once(ds: Downsampler) -> list[tuple[int, int]]:
+    """Records the slices `ds` aggregates; the third one raises a TimeoutError."""
+    slices: list[tuple[int, int]] = []
+    aggregate = ds.aggregate
+
+    async def third_fails_once(start_ns: int, stop_ns: int) -> list[str]:
+        slices.append((start_ns, stop_ns))
+        if len(slices) == 3:
+            raise TimeoutError("influxd took too long")
+        return await aggregate(start_ns, stop_ns)
+
+    ds.aggregate = third_fails_once  # type: ignore[method-assign]
+    return slices
+
+
 async def test_a_failed_pass_resumes_at_the_slice_that_failed(
         influxd: InfluxServer, tmp_path: Path) -> None:
     h = historian(influxd, tmp_path)
@@ -187,16 +203,7 @@ async def test_a_failed_pass_resumes_at_the_slice_that_failed(
     try:
         ds = h._downsampler
         assert ds is not None
-        slices: list[tuple[int, int]] = []
-        aggregate = ds.aggregate
-
-        async def third_fails_once(start_ns: int, stop_ns: int) -> list[str]:
-            slices.append((start_ns, stop_ns))
-            if len(slices) == 3:
-                raise TimeoutError("influxd took too long")
-            return await aggregate(start_ns, stop_ns)
-
-        ds.aggregate = third_fails_once  # type: ignore[method-assign]
+        slices = third_slice_fails_once(ds)
         await h.write_samples([Sample("press-1", "temp", 2.0, T + timedelta(seconds=10 * k), T)
                                for k in range(12)])
         assert await h.flush(10)
@@ -220,16 +227,7 @@ async def test_a_late_sample_before_the_resume_point_is_counted(
     try:
         ds = h._downsampler
         assert ds is not None
-        slices: list[tuple[int, int]] = []
-        aggregate = ds.aggregate
-
-        async def third_fails_once(start_ns: int, stop_ns: int) -> list[str]:
-            slices.append((start_ns, stop_ns))
-            if len(slices) == 3:
-                raise TimeoutError("influxd took too long")
-            return await aggregate(start_ns, stop_ns)
-
-        ds.aggregate = third_fails_once  # type: ignore[method-assign]
+        slices = third_slice_fails_once(ds)
         with pytest.raises(TimeoutError):
             await ds.run_once()
         early = slices[0][0] + 2 * 60_000_000_000  # inside the first slice, already done
