@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import timedelta
 
 import pytest
@@ -226,3 +227,21 @@ def test_binomial_tail_matches_hand_computed_values() -> None:
     # P(X >= 2 | 30, 0.01) = 1 - 0.99^30 - 30 * 0.01 * 0.99^29
     expected = 1 - 0.99**30 - 30 * 0.01 * 0.99**29
     assert abs(binomial_tail(2, 30, 0.01) - expected) < 1e-12
+
+
+def test_an_hours_baseline_keeps_each_batch_in_a_few_dozen_bytes() -> None:
+    """A part every 2 s keeps 1,800 batches per machine for the hour's baseline: at ~110
+    bytes each (a datetime and two ints in lists) 50 machines grew by ~10 MiB in a soak's
+    first hour. The batches are kept as machine integers instead."""
+    detector = DefectSpikeDetector(DefectSpikeConfig())
+    detector.add(t(0), 1, 0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1, 1801):
+            detector.add(t(2 * i), 1, i % 100 == 0)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(detector._at) == 1801  # all inside the hour: nothing pruned yet
+    assert grown / 1800 < 40, f"{grown / 1800:.0f} bytes per batch"
