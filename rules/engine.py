@@ -24,6 +24,7 @@ from rules.tracker import MachineSettings, MachineTracker
 
 __all__ = ["Engine", "LineView", "MachineView", "line_oee"]
 BOTTLENECK_REFRESH = timedelta(seconds=60)  # the live shift's shares are recomputed this often
+FORGET_EVERY = timedelta(hours=1)  # how often active periods beyond HORIZON are dropped
 KEEP_REPORTS = 6
 
 
@@ -117,6 +118,7 @@ class Engine:
         self._next_end = self._first_end_after(now)
         self._last_snapshot = now
         self._bottleneck_cache: dict[str, tuple[datetime, BottleneckReport]] = {}
+        self._forgot_at = now
 
     # --- inputs ----------------------------------------------------------------------
 
@@ -145,6 +147,8 @@ class Engine:
         for event in events:
             self._note(event)
             self.alerts.on_event(event, now)
+        if now - self._forgot_at >= FORGET_EVERY:
+            self._forget_activity(now)
         return events + self.alerts.on_tick(now) + self._snapshots(now)
 
     def source_lost(self, source: str, at: datetime, why: str) -> list[Event]:
@@ -155,6 +159,14 @@ class Engine:
             self._note(event)
             self.alerts.on_event(event)
         return events
+
+    def _forget_activity(self, now: datetime) -> None:
+        """Closing a shift drops the periods beyond HORIZON, but with no shift to close for
+        days (a weekend, a shutdown) a machine cycling through idle would keep them all."""
+        self._forgot_at = now
+        for logs in self.activity.values():
+            for log in logs.values():
+                log.forget_before(now - HORIZON)
 
     def _note(self, event: Event) -> None:
         if isinstance(event, StateChanged):

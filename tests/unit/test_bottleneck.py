@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 from linemon.model import MachineState
-from rules.bottleneck import ActivityLog, momentary, shares
-from tests.unit.plant import T0
+from rules.bottleneck import HORIZON, ActivityLog, momentary, shares
+from rules.engine import Engine
+from tests.unit.plant import T0, plant, sample
 
 
 def m(minutes: float):
@@ -67,3 +68,24 @@ def test_the_log_and_the_momentary_bottleneck() -> None:
     a.forget_before(m(10))
     assert a.periods == []
     assert momentary({}, m(7)) is None
+
+
+def test_the_engine_forgets_periods_beyond_the_horizon_with_no_shift_to_close() -> None:
+    """Closing a shift drops old active periods; a plant with no shift ending for days (here
+    one Monday shift, then nothing) must still drop them, or a machine cycling through idle
+    keeps every period it ever had."""
+    config = plant(calendar={"shifts": [
+        {"name": "monday", "start": "06:00", "end": "14:00", "days": ["mon"]}]})
+    start = T0 + timedelta(hours=9)  # Monday 15:00: the next shift ends a week later
+    engine = Engine(config, start)
+    log = engine.activity["l1"]["m1"]
+    now = start
+    for i in range(60 * 6):  # 60 h: running 5 min, starved 5 min
+        now = start + timedelta(minutes=10 * i)
+        engine.on_sample(sample("m1", "state", 1, now))
+        engine.on_sample(sample("m1", "state", 2, now + timedelta(minutes=5)))  # starved
+        engine.on_tick(now + timedelta(minutes=5))
+    assert log.periods, "the machine's periods are logged"
+    oldest_end = log.periods[0][1]
+    assert oldest_end is not None and oldest_end >= now - HORIZON - timedelta(hours=1)
+    assert len(log.periods) <= (HORIZON + timedelta(hours=1)) / timedelta(minutes=10) + 1
