@@ -23,6 +23,7 @@ from rules.rules_config import DefectSpikeConfig
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+_INT64_MAX = 2**63 - 1
 
 
 def _us(at: datetime) -> int:
@@ -78,15 +79,21 @@ class DefectSpikeDetector:
         us = _us(at)
         if self._at and us < self._at[-1]:
             us, at = self._at[-1], self._last_at  # sorted: a part is never older than the last
+        parts, rejects = self._parts[-1] + good + reject, self._rejects[-1] + reject
+        if parts > _INT64_MAX:
+            return  # no counter makes 2^63 parts: a broken reading, and no room in an int64
         self._last_at = at
-        self._at.append(us)
-        self._parts.append(self._parts[-1] + good + reject)
-        self._rejects.append(self._rejects[-1] + reject)
-        self.evaluate(at)  # a spike begins at the part that tips it, not at the next tick
+        self._at.append(us)  # the three grow together, or the windows would be off by one
+        self._parts.append(parts)
+        self._rejects.append(rejects)
+        self._evaluate(at, us)  # a spike begins at the part that tips it, not at the next tick
 
     def evaluate(self, now: datetime) -> SpikeVerdict:
-        first = self._prune(now)
-        verdict = self._judge(now, first)
+        return self._evaluate(now, _us(now))
+
+    def _evaluate(self, now: datetime, now_us: int) -> SpikeVerdict:
+        first = self._prune(now_us)
+        verdict = self._judge(now_us, first)
         if verdict.spiking and self.since is None:
             self.since = now
         elif not verdict.spiking:
@@ -96,12 +103,12 @@ class DefectSpikeDetector:
 
     # --- windows ---------------------------------------------------------------------
 
-    def _judge(self, now: datetime, first: int) -> SpikeVerdict:
+    def _judge(self, now_us: int, first: int) -> SpikeVerdict:
         """`first`: the index of the first batch inside the baseline window (from _prune)."""
         c = self.config
         parts, rejects = self._parts, self._rejects
         parts_start = max(first, self._parts_start(c.window_parts))
-        time_start = max(first, bisect_right(self._at, _us(now) - self._window_us))
+        time_start = max(first, bisect_right(self._at, now_us - self._window_us))
         # The baseline is what came before both windows, so a spike does not raise its own bar.
         baseline_end = min(time_start, parts_start)
         base_parts = parts[baseline_end] - parts[first]
@@ -152,10 +159,10 @@ class DefectSpikeDetector:
         i = bisect_right(self._parts, total - count) - 1
         return max(i, 0)
 
-    def _prune(self, now: datetime) -> int:
+    def _prune(self, now_us: int) -> int:
         """Forget batches older than the baseline window, in chunks to keep it amortised;
         return the index of the first batch inside the window."""
-        old = bisect_left(self._at, _us(now) - self._baseline_us)
+        old = bisect_left(self._at, now_us - self._baseline_us)
         if old and (old >= 256 or old * 2 >= len(self._at)):
             del self._at[:old]
             del self._parts[:old]

@@ -235,13 +235,29 @@ def test_an_hours_baseline_keeps_each_batch_in_a_few_dozen_bytes() -> None:
     first hour. The batches are kept as machine integers instead."""
     detector = DefectSpikeDetector(DefectSpikeConfig())
     detector.add(t(0), 1, 0)
-    tracemalloc.start()
+    tracing = tracemalloc.is_tracing()  # under `python -X tracemalloc`: leave it on
+    if not tracing:
+        tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for i in range(1, 1801):
             detector.add(t(2 * i), 1, i % 100 == 0)
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
-        tracemalloc.stop()
+        if not tracing:
+            tracemalloc.stop()
     assert len(detector._at) == 1801  # all inside the hour: nothing pruned yet
     assert grown / 1800 < 40, f"{grown / 1800:.0f} bytes per batch"
+
+
+def test_a_count_beyond_int64_is_left_out_and_the_windows_stay_in_step() -> None:
+    """A UInt64 counter read as 0xFFFF_FFFF_FFFF_FFFF is a broken reading, not parts."""
+    detector = DefectSpikeDetector(DefectSpikeConfig(absolute_rate=0.2, min_parts=10,
+                                                     significance=1.0))
+    detector.add(t(0), 10, 0)
+    detector.add(t(1), 2**64 - 1, 0)
+    for i in range(2, 12):
+        detector.add(t(i), 0, 1)
+    assert len(detector._at) + 1 == len(detector._parts) == len(detector._rejects)
+    verdict = detector.evaluate(t(12))
+    assert verdict.spiking and verdict.window.parts == 20 and verdict.window.rejects == 10
