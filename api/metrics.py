@@ -80,6 +80,9 @@ class LinemonCollector(Collector):
         for kind, n in counters["rejected"].items():
             rejected.add_metric([kind], float(n))
         yield rejected
+        yield CounterMetricFamily("linemon_spool_write_failures",
+                                  "spool writes that failed and were retried",
+                                  value=float(counters["spool_write_failures"]))
         yield GaugeMetricFamily("linemon_historian_ok", "1 without an alarm",
                                 value=1.0 if historian.health().get("ok", True) else 0.0)
 

@@ -12,6 +12,7 @@ store (SQLite by default, InfluxDB when configured); queries go straight to the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,13 +28,15 @@ from .forwarder import Backoff, Forwarder
 from .lineprotocol import LineProtocolError
 from .query import HistoryQuery, HistoryUnavailable
 from .schema import SampleEncoder, encode_event
-from .spool import QuarantinedRecord, Record, Spool
+from .spool import QuarantinedRecord, Record, Spool, SpoolError
 
 log = logging.getLogger(__name__)
 
 SQLITE_BATCH_SIZE = 5000
 SQLITE_FLUSH_INTERVAL_S = 0.25  # a local file: keep history close to live
 EDIT_TIMEOUT_S = 10.0
+SPOOL_RETRY_BASE_S = 0.1  # a failed spool write is retried after 0.05-0.1 s, doubling
+SPOOL_RETRY_CAP_S = 5.0
 
 
 class HistorianConfigError(ValueError):
@@ -61,6 +64,9 @@ class Historian:
         self.spool = Spool(config.spool.path, max_bytes=config.spool.max_bytes)
         self._rejected: dict[str, int] = {}
         self._downsampler: Any = None
+        self._closing = False
+        self._spool_error: str | None = None  # while puts fail: the last failure
+        self.spool_write_failures = 0
         backend = config.backend
         if isinstance(backend, InfluxBackendConfig):
             from .backends.downsample import Downsampler  # imported only when configured
@@ -97,6 +103,7 @@ class Historian:
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Write what can be written within the timeout; the rest waits in the spool."""
+        self._closing = True
         if self._downsampler is not None:
             await self._downsampler.close()
         await self.forwarder.close(timeout_s)
@@ -117,7 +124,7 @@ class Historian:
         sample_records = self._sample_records(samples)
         event_records = self._event_records(events)
         if sample_records or event_records:
-            await self.spool.put(sample_records + event_records)
+            await self._spool_put(sample_records + event_records)
         if sample_records:
             self.forwarder.notify("sample", len(sample_records))
         if event_records:
@@ -138,6 +145,9 @@ class Historian:
     def health(self) -> dict[str, Any]:
         out = self.forwarder.health()
         out["backend"] = self.config.backend.kind
+        out["spool_error"] = self._spool_error
+        if self._spool_error is not None:
+            out["ok"], out["alarm"] = False, "spool_write_failing"
         if self._downsampler is not None:
             out["downsampling"] = self._downsampler.health()
         return out
@@ -147,6 +157,7 @@ class Historian:
             "spool": asdict(self.spool.counters()),
             "forwarder": self.forwarder.counter_dict(),
             "rejected": dict(self._rejected),
+            "spool_write_failures": self.spool_write_failures,
         }
 
     # --- internals ------------------------------------------------------------------
@@ -169,9 +180,34 @@ class Historian:
 
     async def _put(self, kind: str, records: list[Record]) -> int:
         if records:
-            await self.spool.put(records)
+            await self._spool_put(records)
             self.forwarder.notify(kind, len(records))
         return len(records)
+
+    async def _spool_put(self, records: list[Record]) -> None:
+        """Put, retried until the records are on disk. Meanwhile the batch's messages stay
+        unacknowledged and the sources wait (the broker and the PLCs hold the rest). Giving
+        up would lose the batch: the engine has taken it, and the sources' duplicate
+        screens would drop the redelivered copies as repeats."""
+        backoff = Backoff(base_s=SPOOL_RETRY_BASE_S, cap_s=SPOOL_RETRY_CAP_S)
+        while True:
+            try:
+                await self.spool.put(records)
+            except SpoolError as err:
+                if self._closing:
+                    raise
+                self.spool_write_failures += 1
+                if self._spool_error is None:
+                    log.error("spool write failed, retrying until it works (sources wait): %s",
+                              err)
+                self._spool_error = str(err)
+                await asyncio.sleep(backoff.next())
+                continue
+            if self._spool_error is not None:
+                log.warning("spool writes again (%d failed attempts in all)",
+                            self.spool_write_failures)
+                self._spool_error = None
+            return
 
     async def _edit(self, records: list[Record]) -> None:
         ids = await self.spool.put(records)
