@@ -5,7 +5,9 @@ the events go to live subscribers (the API's hub, notifications), and samples an
 to the historian spool together; once both are durable the batch is done (only then may
 an MQTT source acknowledge). Live subscribers do not wait for the disk: a stop reaches
 the board and the phone while its record is being committed, and a slow or failing disk
-never blinds the board.
+never blinds the board. Nor does the engine's tick wait for it: the events it makes (an
+alert firing, a machine gone stale) are announced at once and spooled, in order, by one
+writer.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ class Linemon:
             shift_at=self._shift_name)
         self.listeners = Listeners()
         self._tasks: list[asyncio.Task[None]] = []
+        # Events made outside a source's batch (ticks, gaps, people), spooled in order by
+        # one writer: the tick never waits for the disk (a stop's alert would wait behind
+        # the previous tick's commit), and the spool still gets them in the order made.
+        self._writes: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None]] = \
+            asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.started = asyncio.Event()
 
@@ -95,11 +103,35 @@ class Linemon:
         """Events made outside the pipeline (a person's acknowledgement) go the same way."""
         await self._publish(events)
 
-    async def _publish(self, events: list[Event]) -> None:
+    async def _publish(self, events: list[Event], *, durable: bool = True) -> None:
+        """Announce, and queue for the spool; with `durable`, return once on disk."""
         if not events:
             return
         self._announce(events)
-        await self.historian.write_events(events)
+        done = asyncio.get_running_loop().create_future() if durable else None
+        self._writes.put_nowait((events, done))
+        if done is not None:
+            await done
+
+    async def _write_events(self) -> None:
+        while True:
+            events, done = await self._writes.get()
+            try:
+                await self.historian.write_events(events)  # retried while the spool fails
+            except asyncio.CancelledError:
+                if done is not None:
+                    done.cancel()
+                raise
+            except Exception as err:  # the historian closing under it
+                if done is None:
+                    log.exception("%d events could not be spooled", len(events))
+                elif not done.done():
+                    done.set_exception(err)
+            else:
+                if done is not None and not done.done():
+                    done.set_result(None)
+            finally:
+                self._writes.task_done()
 
     def _announce(self, events: list[Event]) -> None:
         if any(isinstance(e, StateChanged) for e in events):
@@ -150,14 +182,15 @@ class Linemon:
         events = self.engine.source_lost(source, at, why)
         if events:
             self._tasks = [t for t in self._tasks if not t.done()]  # gaps recur for months
-            self._tasks.append(asyncio.create_task(self._publish(events), name=f"gap:{source}"))
+            self._tasks.append(asyncio.create_task(self._publish(events, durable=False),
+                                                   name=f"gap:{source}"))
 
     async def _tick(self) -> None:
         """Every second, at once after a state change, and when a pending alert's hold ends."""
         while True:
             now = self.clock()
             self._wake.clear()
-            await self._publish(self.engine.on_tick(now))
+            await self._publish(self.engine.on_tick(now), durable=False)
             wait = TICK_S
             due = self.engine.alerts.next_due()
             if due is not None:
@@ -170,6 +203,7 @@ class Linemon:
 
     async def start(self) -> None:
         await self.historian.start()
+        self._writer = asyncio.create_task(self._write_events(), name="event-writer")
         if self.notifier is not None:  # before the sources: no alert change goes unheard
             await self.notifier.start(self.listen())
         for source in self.sources:
@@ -190,6 +224,17 @@ class Linemon:
             for task in stuck:
                 log.warning("task %s did not stop within %.0fs", task.get_name(), timeout_s)
         self._tasks.clear()
+        if self._writer is not None:  # what the tasks published goes to the spool first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._writes.join(), timeout_s)
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+            while not self._writes.empty():  # left after the timeout: their waiters learn it
+                _, done = self._writes.get_nowait()
+                if done is not None and not done.done():
+                    done.set_exception(RuntimeError("linemon stopped before they were spooled"))
         gc.unfreeze()  # what start-up froze may be garbage now (tests start many instances)
         if self.notifier is not None:
             await self.notifier.stop()

@@ -12,7 +12,7 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from linemon.model import MachineState, Quality, Sample, StateChanged
+from linemon.model import AlertChange, AlertChanged, MachineState, Quality, Sample, StateChanged
 from tests.api.conftest import running_plant
 from tests.api.plant import BASE, STATE
 
@@ -47,3 +47,38 @@ async def test_a_stop_reaches_listeners_while_the_spool_cannot_write(tmp_path: P
         stop_id = f"press-a1:{at.isoformat()}"
         stored = await lm.historian.query.get_downtime(stop_id)
         assert stored is not None and stored.end is None, stored
+
+
+async def test_the_tick_pages_a_second_stop_while_the_spool_cannot_write(tmp_path: Path) -> None:
+    """The engine's tick announces what it makes without waiting for the disk: with the
+    spool stuck after one stop's alert, the next machine's stop still pages."""
+    rules = {"machine_stop": {"after_s": 0}}
+    async with running_plant(tmp_path, history=False, rules=rules) as (lm, clock):
+        lm._writer = asyncio.create_task(lm._write_events())  # what lm.start() runs, without
+        lm._tasks.append(asyncio.create_task(lm._tick()))     # sources (no broker here)
+        clock.now = BASE
+        await lm.ingest([Sample(m, "state", STATE["run"], BASE, BASE, Quality.GOOD, "gw")
+                         for m in ("press-a1", "weld-a2")])
+        live = lm.listen()
+
+        async def firing(machine: str) -> None:
+            while True:
+                event = await live.get()
+                if (isinstance(event, AlertChanged) and event.change is AlertChange.FIRING
+                        and event.alert.labels.get("machine") == machine):
+                    return
+
+        blocker = sqlite3.connect(tmp_path / "spool.sqlite", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock, as a stuck disk would
+        batches = []
+        try:
+            for i, machine in enumerate(("press-a1", "weld-a2"), start=1):
+                clock.now = at = BASE + timedelta(seconds=i)
+                stop = Sample(machine, "state", STATE["down"], at, at, Quality.GOOD, "gw")
+                batches.append(asyncio.create_task(lm.ingest([stop])))
+                await asyncio.wait_for(firing(machine), 3)
+            assert not any(b.done() for b in batches), "the batches wait for the disk"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await asyncio.wait_for(asyncio.gather(*batches), 15)
