@@ -108,6 +108,9 @@ class Linemon:
         if not events:
             return
         self._announce(events)
+        if self._writer is None:  # not started (tools, tests): nobody to queue for
+            await self.historian.write_events(events)
+            return
         done = asyncio.get_running_loop().create_future() if durable else None
         self._writes.put_nowait((events, done))
         if done is not None:
