@@ -7,6 +7,7 @@ Every message carries a sequence number; what reached the spool (the emit callba
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sqlite3
@@ -42,6 +43,17 @@ def stream(port: int, client_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return source, machine
 
 
+def newest_seq(recorder: Recorder) -> int:
+    return max(recorder.values("stream-1", "seq"), default=0)
+
+
+def lost_and_doubled(recorder: Recorder, published: int) -> tuple[list[int], list[int]]:
+    """The seqs 1..published that never reached the spool, and those that did twice."""
+    seqs = recorder.values("stream-1", "seq")
+    return (sorted(set(range(1, published + 1)) - set(seqs)),
+            sorted(seq for seq, n in Counter(seqs).items() if n > 1))
+
+
 @pytest.mark.slow
 async def test_five_broker_kills_lose_nothing(tmp_path: Path) -> None:
     broker = persistent_often(tmp_path / "broker")
@@ -52,10 +64,8 @@ async def test_five_broker_kills_lose_nothing(tmp_path: Path) -> None:
     await historian.start()
     source, recorder = source_named(config, "gateway"), Recorder(historian)
     publisher = SeqPublisher(broker.port, TOPIC, rate=500, client_id="stream-publisher")
+    newest = functools.partial(newest_seq, recorder)
     reconnect_s: list[float] = []
-
-    def newest() -> int:
-        return max(recorder.values("stream-1", "seq"), default=0)
 
     try:
         async with supervised(source, recorder):
@@ -83,9 +93,7 @@ async def test_five_broker_kills_lose_nothing(tmp_path: Path) -> None:
         broker.stop()
         await historian.close()
 
-    seqs = recorder.values("stream-1", "seq")
-    lost = sorted(set(range(1, publisher.published + 1)) - set(seqs))
-    doubled = sorted(seq for seq, n in Counter(seqs).items() if n > 1)
+    lost, doubled = lost_and_doubled(recorder, publisher.published)
     print(f"\nbroker kills: {publisher.published} messages, lost {len(lost)}, delivered twice "
           f"{len(doubled)}, duplicates removed {source.stats.duplicates}, linemon back after "
           f"{[round(s, 2) for s in reconnect_s]} s")
@@ -107,6 +115,7 @@ async def test_a_failing_spool_write_delays_the_batch_and_loses_nothing(
     source, recorder = source_named(config, "gateway"), Recorder(historian)
     publisher = SeqPublisher(persistent_mosquitto.port, TOPIC, rate=500,
                              client_id="spool-fails-publisher")
+    newest = functools.partial(newest_seq, recorder)
     refusing = threading.Event()
     insert = SpoolDb.insert
 
@@ -116,9 +125,6 @@ async def test_a_failing_spool_write_delays_the_batch_and_loses_nothing(
         return insert(db, groups)
 
     monkeypatch.setattr(SpoolDb, "insert", insert_unless_refusing)
-
-    def newest() -> int:
-        return max(recorder.values("stream-1", "seq"), default=0)
 
     try:
         async with supervised(source, recorder):
@@ -140,9 +146,7 @@ async def test_a_failing_spool_write_delays_the_batch_and_loses_nothing(
         publisher.close()
         await historian.close()
 
-    seqs = recorder.values("stream-1", "seq")
-    lost = sorted(set(range(1, publisher.published + 1)) - set(seqs))
-    doubled = sorted(seq for seq, n in Counter(seqs).items() if n > 1)
+    lost, doubled = lost_and_doubled(recorder, publisher.published)
     print(f"\nspool refusing writes: {publisher.published} messages, lost {len(lost)}, "
           f"delivered twice {len(doubled)}, {historian.spool_write_failures} failed writes")
     assert lost == [] and doubled == []
