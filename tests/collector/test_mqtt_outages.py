@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,7 +23,6 @@ import pytest
 import yaml
 
 from collector.historian.historian import Historian
-from collector.historian.spool_db import SpoolDb
 from tests.collector.brokers import persistent_often
 from tests.collector.harness import Recorder, SeqPublisher, plant_config, source_named, supervised
 from tests.support.plants import ALL_DAY, REPO, eventually
@@ -104,10 +102,11 @@ async def test_five_broker_kills_lose_nothing(tmp_path: Path) -> None:
 
 
 async def test_a_failing_spool_write_delays_the_batch_and_loses_nothing(
-        persistent_mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite refusing writes for a while (a full disk, an I/O error) holds the batch back and
-    retries it; the source waits. Failing it instead would lose it: the duplicate screens
-    have seen its messages and would drop the broker's redelivered copies as repeats."""
+        persistent_mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The spool unable to write for a while (here another connection holds its write lock
+    past SQLite's busy timeout, as a stuck disk would) holds the batch back and retries it;
+    the source waits. Failing it instead would lose it: the duplicate screens have seen its
+    messages and would drop the broker's redelivered copies as repeats."""
     source_config, machine = stream(persistent_mosquitto.port, "linemon-spool-fails")
     config = plant_config([source_config], [machine], tmp_path)
     historian = Historian(config.historian, machine_lines={"stream-1": "line-1"})
@@ -116,38 +115,33 @@ async def test_a_failing_spool_write_delays_the_batch_and_loses_nothing(
     publisher = SeqPublisher(persistent_mosquitto.port, TOPIC, rate=500,
                              client_id="spool-fails-publisher")
     newest = functools.partial(newest_seq, recorder)
-    refusing = threading.Event()
-    insert = SpoolDb.insert
-
-    def insert_unless_refusing(db: SpoolDb, groups: Any) -> Any:
-        if refusing.is_set():  # the spool thread's write, as SQLite fails it on a full disk
-            raise sqlite3.OperationalError("database or disk is full")
-        return insert(db, groups)
-
-    monkeypatch.setattr(SpoolDb, "insert", insert_unless_refusing)
-
+    blocker = sqlite3.connect(config.historian.spool.path, isolation_level=None)
     try:
         async with supervised(source, recorder):
             await eventually(lambda: source.stats.connected, 10, "the subscription")
             publisher.start()
             await eventually(lambda: newest() > 500, 20, "the stream flowing")
-            refusing.set()
-            await eventually(lambda: historian.spool_write_failures >= 5, 20, "failed writes")
-            health = historian.health()
-            assert (health["ok"], health["alarm"]) == (False, "spool_write_failing")
-            assert "disk is full" in health["spool_error"]
-            refusing.clear()
-            await eventually(lambda: historian.health()["spool_error"] is None, 20,
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                await eventually(lambda: historian.spool_write_failures >= 1, 30,
+                                 "a failed write")
+                health = historian.health()
+                assert (health["ok"], health["alarm"]) == (False, "spool_write_failing")
+                assert "locked" in health["spool_error"]
+            finally:
+                blocker.execute("ROLLBACK")
+            await eventually(lambda: historian.health()["spool_error"] is None, 30,
                              "the spool writing again")
             await eventually(lambda: newest() >= publisher.published - 100, 20, "catching up")
             publisher.stop_publishing()
             await eventually(lambda: newest() == publisher.published, 30, "the last message")
     finally:
+        blocker.close()
         publisher.close()
         await historian.close()
 
     lost, doubled = lost_and_doubled(recorder, publisher.published)
-    print(f"\nspool refusing writes: {publisher.published} messages, lost {len(lost)}, "
+    print(f"\nspool unable to write: {publisher.published} messages, lost {len(lost)}, "
           f"delivered twice {len(doubled)}, {historian.spool_write_failures} failed writes")
     assert lost == [] and doubled == []
     assert source.stats.gaps == []  # the session held: the source only waited
