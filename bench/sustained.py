@@ -10,7 +10,10 @@ with a key). Measured in that run:
 3. messages lost: every message carries a per-topic seq; after the publishers stop and the
    spool has drained, the `sample` points per machine/signal in InfluxDB (counted with Flux,
    independently of linemon's reader) are compared with what was published; linemon's CPU
-   (cores, per 30 s window) and the spool backlog over time.
+   (cores, per 30 s window) and the spool backlog over time; next to the backlog, per
+   twentieth of the load, influxd's CPU, the CPU the hypervisor took from this VM
+   (/proc/stat steal) and the points the forwarder wrote per second: what falling behind
+   coincided with.
 4. latency, tag change -> WebSocket and -> alert: four probe machines on line-1 whose state
    this script publishes itself (`ts` = the send time), DOWN and back every ~2.7 s, with
    the stop alert's hold set to 0 s. A real WebSocket client on /api/v1/lines/line-1/live
@@ -130,6 +133,9 @@ class Sample:
     received: int
     api_cpu_s: float | None = None  # the API process's, when split
     broker_cpu_s: float | None = None  # mosquitto's: constant work, the machine's speed gauge
+    influx_cpu_s: float | None = None  # influxd's
+    steal_s: float | None = None  # the machine's CPU taken by the hypervisor (all CPUs)
+    written: int | None = None  # samples and events the historian forwarder wrote to influxd
 
 
 @dataclass
@@ -206,6 +212,18 @@ def spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd)
 
 
+def written_of(metrics: str) -> int | None:
+    found = re.search(r'^linemon_historian_written_total (\S+)$', metrics, re.M)
+    return int(float(found.group(1))) if found else None
+
+
+def steal_seconds() -> float:
+    """CPU-seconds the hypervisor took from this VM, all CPUs (/proc/stat's steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()  # "cpu user nice system idle iowait irq softirq steal"
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def received_of(metrics: str) -> int:
     found = re.search(r'^linemon_source_received_total\{source="gateway"\} (\S+)$', metrics, re.M)
     return int(float(found.group(1))) if found else 0
@@ -215,7 +233,8 @@ def received_of(metrics: str) -> int:
 
 
 async def monitor(lm: Linemon, http: httpx.AsyncClient, began: list[float],
-                  out: list[Sample], stop: asyncio.Event, broker_pid: int | None) -> None:
+                  out: list[Sample], stop: asyncio.Event, broker_pid: int | None,
+                  influx_pid: int | None) -> None:
     """`http`: the engine's port (the one process's, unless split)."""
     while not stop.is_set():
         t = time.monotonic()
@@ -224,11 +243,14 @@ async def monitor(lm: Linemon, http: httpx.AsyncClient, began: list[float],
         cpu, rss = cpu_seconds(pid), rss_bytes(pid)
         api_cpu = cpu_seconds(lm.api.proc.pid) if lm.split else None
         broker_cpu = cpu_seconds(broker_pid) if broker_pid else None
+        influx_cpu = cpu_seconds(influx_pid) if influx_pid else None
+        steal = steal_seconds()
         try:
             ready = (await http.get("/readyz")).json()
             metrics = (await http.get("/metrics")).text
             out.append(Sample(t - began[0], cpu, rss, int(ready["historian"]["backlog"]),
-                              received_of(metrics), api_cpu, broker_cpu))
+                              received_of(metrics), api_cpu, broker_cpu, influx_cpu, steal,
+                              written_of(metrics)))
         except (httpx.HTTPError, KeyError, ValueError) as err:
             print(f"monitor: {err!r}", file=sys.stderr)
         with contextlib.suppress(TimeoutError):
@@ -469,7 +491,8 @@ async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str
                 began[0] = time.monotonic()
                 mon_task = asyncio.create_task(monitor(
                     lm, http, began, samples, stop_mon,
-                    broker.process.pid if broker.process else None))
+                    broker.process.pid if broker.process else None,
+                    influx.proc.pid if influx.proc else None))
                 await asyncio.sleep(warmup_s)
                 ceiling, ceiling_port = await asyncio.to_thread(start_ceiling, wd)
                 try:
@@ -513,14 +536,21 @@ async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str
 
 def rate_between(samples: list[Sample], a: float, b: float, who: str = "collector"
                  ) -> float | None:
-    """CPU cores over [a, b] of `who`: the collector, the API process (split) or the broker."""
+    """CPU cores over [a, b] of `who`: the collector, the API process (split), the broker,
+    influxd, or the hypervisor ("steal"); "written": the forwarder's points per second."""
     def used(s: Sample) -> float | None:
-        return {"collector": s.cpu_s, "api": s.api_cpu_s, "broker": s.broker_cpu_s}[who]
+        return {"collector": s.cpu_s, "api": s.api_cpu_s, "broker": s.broker_cpu_s,
+                "influxd": s.influx_cpu_s, "steal": s.steal_s,
+                "written": None if s.written is None else float(s.written)}[who]
     inside = [s for s in samples if a <= s.t <= b and used(s) is not None]
     if len(inside) < 2 or inside[-1].t - inside[0].t <= 0:
         return None
     first, last = inside[0], inside[-1]
     return ((used(last) or 0.0) - (used(first) or 0.0)) / (last.t - first.t)
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
@@ -590,6 +620,17 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
     growth_settled = (100 * (rss_last - rss_settled) / rss_settled if rss_settled else None)
     backlog = [(round(s.t), s.backlog, s.received) for s in samples]
     every = max(1, len(backlog) // 20)
+    influx_total = rate_between(samples, 0, load_end, "influxd")
+    steal_total = rate_between(samples, 0, load_end, "steal")
+    # Per twentieth of the load: what the machine had and what influxd and the forwarder did,
+    # next to the backlog (the soak of session 7 lost data with the VM at half speed)
+    span = load_end / 20
+    machine_series = [
+        {"t": round(a + span), "steal_cores": _round(rate_between(samples, a, a + span, "steal")),
+         "influxd_cores": _round(rate_between(samples, a, a + span, "influxd")),
+         "linemon_cores": _round(rate_between(samples, a, a + span)),
+         "written_per_s": _round(rate_between(samples, a, a + span, "written"), 0)}
+        for a in (i * span for i in range(20))] if load_end > 0 else []
 
     fig3 = {
         "deployment": "split: engine + API process" if split else "one process",
@@ -617,6 +658,9 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
         "api_process_cpu_cores_whole_load": round(api_total, 3) if api_total else None,
         "api_process_cpu_cores_ingest_only": (Stats.of(api_ingest).as_dict() if api_ingest
                                               else None),
+        "influxd_cpu_cores_whole_load": _round(influx_total),
+        "steal_cores_whole_load": _round(steal_total),
+        "machine_series": machine_series,
         "backlog_max": max((s.backlog for s in samples), default=None),
         "backlog_series": backlog[::every],
         "drain_after_load_s": round(drain_s, 1),
@@ -656,11 +700,19 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
                         Stats.of(api_ingest).spread("{:.2f}") + f" n={len(api_ingest)}"]]
                       if split and api_total is not None and api_ingest else []),
                     ["publishers' CPU (cores)", fig3["publisher_cpu_cores"]],
+                    ["influxd CPU, whole load (cores)", fig3["influxd_cpu_cores_whole_load"]],
+                    [f"CPU taken by the hypervisor (steal), whole load (cores of {os.cpu_count()})",
+                     fig3["steal_cores_whole_load"]],
                     ["spool backlog max (records)", fig3["backlog_max"]],
                     ["drain after the load stopped (s)", fig3["drain_after_load_s"]],
                 ])
     print("  spool backlog over time (t s: records): " + ", ".join(
         f"{t}: {b}" for t, b, _ in backlog[::every]))
+    print("  per twentieth of the load (t s: steal / influxd / linemon cores, forwarder "
+          "points/s): " + ", ".join(
+              f"{m['t']}: {m['steal_cores']}/{m['influxd_cores']}/{m['linemon_cores']} "
+              f"{m['written_per_s']:.0f}" for m in machine_series
+              if m["steal_cores"] is not None and m["written_per_s"] is not None))
     print("  linemon behind the publishers (t s: offered x t - received, approx.): " + ", ".join(
         f"{t}: {max(0, min(published, round(t * offered)) - r)}" for t, _, r in backlog[::every]
         if t <= load_end))
