@@ -75,6 +75,10 @@ class LinemonCollector(Collector):
         for name in ("written", "replayed", "write_requests", "failed_requests", "quarantined"):
             yield CounterMetricFamily(f"linemon_historian_{name}", f"forwarder {name}",
                                       value=float(forwarder[name]))
+        yield CounterMetricFamily("linemon_historian_write_seconds",
+                                  "wall seconds in store write requests (/ write_requests: "
+                                  "the mean write latency)",
+                                  value=float(forwarder["write_seconds"]))
         rejected = CounterMetricFamily("linemon_historian_rejected", "records it cannot encode",
                                        labels=["kind"])
         for kind, n in counters["rejected"].items():

@@ -136,6 +136,8 @@ class Sample:
     influx_cpu_s: float | None = None  # influxd's
     steal_s: float | None = None  # the machine's CPU taken by the hypervisor (all CPUs)
     written: int | None = None  # samples and events the historian forwarder wrote to influxd
+    write_requests: int | None = None  # its requests to influxd
+    write_s: float | None = None  # wall seconds inside them
 
 
 @dataclass
@@ -212,9 +214,15 @@ def spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd)
 
 
-def written_of(metrics: str) -> int | None:
-    found = re.search(r'^linemon_historian_written_total (\S+)$', metrics, re.M)
-    return int(float(found.group(1))) if found else None
+def forwarder_of(metrics: str) -> tuple[int | None, int | None, float | None]:
+    """The forwarder's (points written, write requests, seconds inside them)."""
+    def counter(name: str) -> float | None:
+        found = re.search(rf'^linemon_historian_{name}_total (\S+)$', metrics, re.M)
+        return float(found.group(1)) if found else None
+    written, requests, seconds = (counter(n) for n in ("written", "write_requests",
+                                                       "write_seconds"))
+    return (None if written is None else int(written),
+            None if requests is None else int(requests), seconds)
 
 
 def steal_seconds() -> float:
@@ -250,7 +258,7 @@ async def monitor(lm: Linemon, http: httpx.AsyncClient, began: list[float],
             metrics = (await http.get("/metrics")).text
             out.append(Sample(t - began[0], cpu, rss, int(ready["historian"]["backlog"]),
                               received_of(metrics), api_cpu, broker_cpu, influx_cpu, steal,
-                              written_of(metrics)))
+                              *forwarder_of(metrics)))
         except (httpx.HTTPError, KeyError, ValueError) as err:
             print(f"monitor: {err!r}", file=sys.stderr)
         with contextlib.suppress(TimeoutError):
@@ -541,7 +549,9 @@ def rate_between(samples: list[Sample], a: float, b: float, who: str = "collecto
     def used(s: Sample) -> float | None:
         return {"collector": s.cpu_s, "api": s.api_cpu_s, "broker": s.broker_cpu_s,
                 "influxd": s.influx_cpu_s, "steal": s.steal_s,
-                "written": None if s.written is None else float(s.written)}[who]
+                "written": None if s.written is None else float(s.written),
+                "write_requests": None if s.write_requests is None else float(s.write_requests),
+                "write_s": s.write_s}[who]
     inside = [s for s in samples if a <= s.t <= b and used(s) is not None]
     if len(inside) < 2 or inside[-1].t - inside[0].t <= 0:
         return None
@@ -551,6 +561,13 @@ def rate_between(samples: list[Sample], a: float, b: float, who: str = "collecto
 
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _mean_write_ms(samples: list[Sample], a: float, b: float) -> float | None:
+    """The forwarder's mean write request to influxd over [a, b] (ms)."""
+    seconds = rate_between(samples, a, b, "write_s")
+    requests = rate_between(samples, a, b, "write_requests")
+    return round(1000 * seconds / requests, 1) if seconds is not None and requests else None
 
 
 def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
@@ -629,7 +646,8 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
         {"t": round(a + span), "steal_cores": _round(rate_between(samples, a, a + span, "steal")),
          "influxd_cores": _round(rate_between(samples, a, a + span, "influxd")),
          "linemon_cores": _round(rate_between(samples, a, a + span)),
-         "written_per_s": _round(rate_between(samples, a, a + span, "written"), 0)}
+         "written_per_s": _round(rate_between(samples, a, a + span, "written"), 0),
+         "write_ms_mean": _mean_write_ms(samples, a, a + span)}
         for a in (i * span for i in range(20))] if load_end > 0 else []
 
     fig3 = {
@@ -709,9 +727,9 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
     print("  spool backlog over time (t s: records): " + ", ".join(
         f"{t}: {b}" for t, b, _ in backlog[::every]))
     print("  per twentieth of the load (t s: steal / influxd / linemon cores, forwarder "
-          "points/s): " + ", ".join(
+          "points/s, its mean write ms): " + ", ".join(
               f"{m['t']}: {m['steal_cores']}/{m['influxd_cores']}/{m['linemon_cores']} "
-              f"{m['written_per_s']:.0f}" for m in machine_series
+              f"{m['written_per_s']:.0f} {m['write_ms_mean']}" for m in machine_series
               if m["steal_cores"] is not None and m["written_per_s"] is not None))
     print("  linemon behind the publishers (t s: offered x t - received, approx.): " + ", ".join(
         f"{t}: {max(0, min(published, round(t * offered)) - r)}" for t, _, r in backlog[::every]

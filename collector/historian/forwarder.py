@@ -8,6 +8,16 @@ One loop per historian. Each cycle writes, in this order:
 3. backlog samples (left from an outage or a previous run), at most
    `replay_max_points_per_s`, so that replay never delays live data.
 
+A cycle that wrote events goes on to samples. It used to start over instead, and when
+the event loop was saturated (in session 8's soak: linemon catching up with the broker's
+queue while the hypervisor took a third of the CPU) every slow cycle found new events:
+for minutes only events were written, and the spool grew by a million samples.
+
+Samples go in requests of `batch_size` while the forwarder keeps up. Behind, each full
+request doubles the next one, up to CATCHUP_FACTOR x batch_size; the first request that is
+not full, or any failure, brings it back. A request costs the forwarder several turns of
+the event loop whatever its size, and a turn is slow when the loop is saturated.
+
 A record leaves the spool only after the store acknowledged it. Failures by kind:
 unavailable (down, 5xx, 429) -> exponential backoff with cap and jitter, or the server's
 Retry-After; rejected (400/422) -> bisect the batch, write the good halves, quarantine the
@@ -41,6 +51,7 @@ from .spool import Spool, SpooledRecord
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 300.0
+CATCHUP_FACTOR = 4  # 20,000 points (~3 MB of line protocol) at the default batch_size
 
 
 class Backoff:
@@ -91,6 +102,9 @@ class ForwarderCounters:
     written: int = 0  # points the store acknowledged
     replayed: int = 0  # of which from the backlog
     write_requests: int = 0
+    # Wall seconds inside the store's write calls: / write_requests is the store's write
+    # latency as linemon sees it, the first thing to read when the backlog grows.
+    write_seconds: float = 0.0
     failed_requests: int = 0
     quarantined: int = 0
     last_replay_s: float | None = None  # how long the last backlog took to drain
@@ -109,8 +123,9 @@ class Forwarder:
     ) -> None:
         self._spool, self._store = spool, store
         self._batch, self._interval = batch_size, flush_interval_s
+        self._size = batch_size  # samples in the next request: grows while behind
         rate = replay_max_points_per_s
-        self._bucket = TokenBucket(rate, min(batch_size, rate))
+        self._bucket = TokenBucket(rate, min(batch_size * CATCHUP_FACTOR, rate))
         self._backoff = backoff or Backoff()
         self.counters = ForwarderCounters()
         self._wake = asyncio.Event()
@@ -227,21 +242,26 @@ class Forwarder:
                 await self._idle_wait()
 
     async def _cycle(self) -> bool:
+        """One request of events if any wait, then one of samples if due: both in every
+        cycle, since returning after the events starved the samples whenever a cycle took
+        longer than the gap between two events."""
+        wrote_events = False
         events = await self._spool.peek(self._batch, kind="event")
         if events:
             await self._write("event", events)
             await self._succeeded()
-            return True
+            wrote_events = True
         now = time.monotonic()
+        size = self._size
         live: list[SpooledRecord] = []
         live_due = (self._urgent or self._pending_live >= self._batch
                     or now - self._last_live_check >= self._interval)
         if live_due:
             self._last_live_check = now
-            live = await self._spool.peek(self._batch, kind="sample", min_id=self._live_mark + 1)
+            live = await self._spool.peek(size, kind="sample", min_id=self._live_mark + 1)
         backlog: list[SpooledRecord] = []
         backlog_done = False
-        room = self._batch - len(live)
+        room = size - len(live)
         if self._backlog and room > 0:
             n = self._bucket.take(room, now)
             if n:
@@ -253,8 +273,10 @@ class Forwarder:
                 self._replay_done()
             if live_due:
                 self._pending_live = 0
-            return False
+            return wrote_events
         await self._write("sample", backlog + live)
+        full = len(backlog) + len(live) >= size
+        self._size = min(2 * size, self._batch * CATCHUP_FACTOR) if full else self._batch
         self.counters.replayed += len(backlog)
         if backlog_done:
             self._replay_done()
@@ -264,9 +286,8 @@ class Forwarder:
 
     async def _write(self, kind: str, recs: list[SpooledRecord]) -> None:
         """Write and ack; on a rejection bisect down to the bad point(s) and quarantine them."""
-        self.counters.write_requests += 1
         try:
-            await self._store.write(kind, [r.lp for r in recs])
+            await self._timed_write(kind, recs)
         except (StoreRejected, StoreTooLarge) as err:
             if len(recs) == 1:
                 await self._spool.quarantine([(recs[0].id, str(err)[:2000])])
@@ -290,6 +311,14 @@ class Forwarder:
         self.counters.written += len(recs)
         self._signal_progress()
 
+    async def _timed_write(self, kind: str, recs: list[SpooledRecord]) -> None:
+        self.counters.write_requests += 1
+        began = time.monotonic()
+        try:
+            await self._store.write(kind, [r.lp for r in recs])
+        finally:
+            self.counters.write_seconds += time.monotonic() - began
+
     async def _succeeded(self) -> None:
         self._backoff.reset()
         self._alarm = None
@@ -302,6 +331,7 @@ class Forwarder:
 
     def _failed(self, alarm: str, err: BaseException) -> None:
         self._lagging = True
+        self._size = self._batch
         text = f"{type(err).__name__}: {err}"[:1000]
         if self._alarm != alarm or self._last_error != text:  # once per incident, not per retry
             log.warning("historian store %s: %s (data kept in the spool)", alarm, err)

@@ -48,6 +48,7 @@ async def test_metrics_read_the_live_counters_at_scrape_time(api: Api) -> None:
     first = await scrape(api)
     assert first[("linemon_spool_appended_total", ())] > 0
     assert first[("linemon_historian_written_total", ())] > 0
+    assert first[("linemon_historian_write_seconds_total", ())] > 0
     down = ("linemon_machine_state", (("line", "line-a"), ("machine", "weld-a2"),
                                       ("state", "down")))
     assert first[down] == 1.0
