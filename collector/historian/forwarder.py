@@ -9,9 +9,9 @@ One loop per historian. Each cycle writes, in this order:
    `replay_max_points_per_s`, so that replay never delays live data.
 
 A cycle that wrote events goes on to samples. It used to start over instead, and when
-the event loop was saturated (in session 8's soak: linemon catching up with the broker's
-queue while the hypervisor took a third of the CPU) every slow cycle found new events:
-for minutes only events were written, and the spool grew by a million samples.
+the event loop was saturated (in session 8's soak: the MQTT source's work, on a VM whose
+hypervisor took a third of the CPU) every slow cycle found new events: for up to two
+minutes at a time only events were written, and the spool grew by a million samples.
 
 Samples go in requests of `batch_size` while the forwarder keeps up. Behind, each full
 request doubles the next one, up to CATCHUP_FACTOR x batch_size; the first request that is
