@@ -5,39 +5,24 @@ influxd, real SQLite files)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from historian_helpers import InfluxServer
+from historian_helpers import SEQ_T0, seq_sample, stored_seqs
 
 from collector.historian import Historian
 from collector.historian.forwarder import CATCHUP_FACTOR
-from linemon.model import MachineState, Sample, StateChanged
+from linemon.model import MachineState, StateChanged
 
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 BATCH = 5000  # the default batch_size
-
-
-def seq_sample(seq: int) -> Sample:
-    return Sample("press-1", "seq", seq, T0 + timedelta(microseconds=500 * seq), T0)
 
 
 async def spool_at_once(h: Historian, first: int, n: int) -> None:
     """n samples in one spool transaction: the forwarder finds all of them waiting."""
     await h.spool.put([h._encoder.encode(seq_sample(i)) for i in range(first, first + n)])
     h.forwarder.notify("sample", n)
-
-
-def stored(h: Historian, server: InfluxServer | None) -> int:
-    if server is None:
-        with sqlite3.connect(h.config.backend.path) as conn:
-            return conn.execute("SELECT count(*) FROM sample WHERE signal='seq'").fetchone()[0]
-    flux = (f'from(bucket: "{h.config.backend.bucket}") |> range(start: 0) '
-            '|> filter(fn: (r) => r._measurement == "sample" and r.signal == "seq") |> count()')
-    return sum(int(r["_value"]) for r in server.query_csv(flux))
 
 
 async def test_events_arriving_all_the_time_do_not_starve_the_samples(
@@ -54,13 +39,13 @@ async def test_events_arriving_all_the_time_do_not_starve_the_samples(
     async def events() -> None:  # every 2 ms; the spool commits them every 10 ms
         n = 0
         while not stop.is_set():
-            at = T0 + timedelta(milliseconds=n)
+            at = SEQ_T0 + timedelta(milliseconds=n)
             await h.write_events([StateChanged("line-a", "press-1", at, MachineState.DOWN,
                                                MachineState.RUNNING, str(n))])
             n += 1
             await asyncio.sleep(0.002)
 
-    async def busy_loop() -> None:  # a saturated event loop, as when ingest catches up
+    async def busy_loop() -> None:  # a saturated event loop, as under the soak's ingest
         while not stop.is_set():
             time.sleep(0.02)  # noqa: ASYNC251 - holding the loop is the point
             await asyncio.sleep(0)
@@ -72,7 +57,7 @@ async def test_events_arriving_all_the_time_do_not_starve_the_samples(
         await spool_at_once(h, 0, 20_000)
         stored_now = 0
         for _ in range(100):  # 10 s: the samples go while the events keep coming
-            stored_now = await asyncio.to_thread(stored, h, server)
+            stored_now = len(await asyncio.to_thread(stored_seqs, h, server))
             if stored_now == 20_000:
                 break
             await asyncio.sleep(0.1)
@@ -102,6 +87,6 @@ async def test_a_deep_spool_goes_in_bigger_requests_then_batch_size_again(
         await spool_at_once(h, 40_000, 6_000)
         assert await h.flush(30), h.health()
         assert h.forwarder.counters.write_requests - before == 2
-        assert stored(h, server) == 46_000
+        assert sorted(stored_seqs(h, server)) == list(range(46_000))
     finally:
         await h.close()

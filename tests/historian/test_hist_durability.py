@@ -7,18 +7,25 @@ import json
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from historian_helpers import MACHINE_LINES, TOKEN_ENV, free_port, wait_for
+from historian_helpers import (
+    MACHINE_LINES,
+    SEQ_T0,
+    TOKEN_ENV,
+    free_port,
+    seq_sample,
+    stored_seqs,
+    wait_for,
+)
 
 from collector.historian import Historian
 from collector.historian.config import HistorianConfig
@@ -27,26 +34,6 @@ from collector.historian.spool import Record
 from linemon.model import MachineState, Sample
 
 REPO = Path(__file__).resolve().parents[2]
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-
-
-def seq_sample(seq: int) -> Sample:
-    return Sample("press-1", "seq", seq, T0 + timedelta(microseconds=500 * seq), T0)
-
-
-def stored_seqs(h: Historian, server: Any = None) -> list[int]:
-    """Every stored `seq` value, read straight from the store (not via the code under test)."""
-    cfg = h.config.backend
-    if cfg.kind == "sqlite":
-        with sqlite3.connect(cfg.path) as conn:
-            rows = conn.execute("SELECT value FROM sample WHERE signal = 'seq'").fetchall()
-        return [int(v) for (v,) in rows]
-    flux = (f'from(bucket: "{cfg.bucket}") |> range(start: 0) |> filter(fn: (r) => '
-            'r._measurement == "sample" and r.signal == "seq" and r._field == "value") '
-            '|> keep(columns: ["_value"])')
-    return [int(float(r["_value"])) for r in server.query_csv(flux)]
-
-
 def config_for_down_store(h: Historian, tmp: Path) -> dict[str, Any]:
     """The same config, but with a store that cannot be reached (what a crash leaves behind)."""
     data = json.loads(h.config.model_dump_json())
@@ -95,7 +82,7 @@ async def test_kill_9_with_data_in_the_spool(
     if server is not None:
         env[TOKEN_ENV] = server.token
     proc = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant; reads go to a thread
-        [sys.executable, "-c", CHILD, json.dumps(child_cfg), T0.isoformat()],
+        [sys.executable, "-c", CHILD, json.dumps(child_cfg), SEQ_T0.isoformat()],
         stdout=subprocess.PIPE, env=env, text=True)
     assert proc.stdout is not None
     confirmed = 0
@@ -114,7 +101,7 @@ async def test_kill_9_with_data_in_the_spool(
         seqs = stored_seqs(h, server)
         assert len(seqs) == len(set(seqs)), "duplicates"
         assert set(range(confirmed)) <= set(seqs), "lost points"
-        timeline = await h.query.state_timeline("press-1", T0, T0 + timedelta(hours=2))
+        timeline = await h.query.state_timeline("press-1", SEQ_T0, SEQ_T0 + timedelta(hours=2))
         codes = {int(s.reason_code) for s in timeline if s.reason_code is not None}
         assert set(range(0, confirmed, 100)) <= codes  # every confirmed event arrived
         assert all(s.state is MachineState.DOWN for s in timeline)
@@ -167,11 +154,12 @@ async def test_replay_is_capped_and_live_data_stays_fresh(tmp_path: Path) -> Non
     started = time.monotonic()
     await h.start()
     try:
-        live = Sample("press-1", "live", 1.0, T0, T0)
+        live = Sample("press-1", "live", 1.0, SEQ_T0, SEQ_T0)
         await h.write_samples([live])
 
         async def live_stored() -> bool:
-            got = await h.query.signal_series("press-1", "live", T0, T0 + timedelta(seconds=1), 1)
+            got = await h.query.signal_series("press-1", "live", SEQ_T0,
+                                              SEQ_T0 + timedelta(seconds=1), 1)
             return bool(got)
 
         await wait_for(live_stored, 2.0, "the live sample")
