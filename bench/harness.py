@@ -244,6 +244,13 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
 
 
+def steal_seconds() -> float:
+    """CPU seconds the hypervisor took from this VM, all CPUs (/proc/stat's steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()  # "cpu user nice system idle iowait irq softirq steal"
+    return int(fields[8]) / _TICK
+
+
 def thread_cpu_seconds() -> float:
     """CPU seconds of the calling thread only."""
     return time.thread_time()

@@ -77,6 +77,7 @@ from bench.harness import (
     record,
     refuse_if_loaded,
     rss_bytes,
+    steal_seconds,
 )
 from bench.rig import TAGS, TOKEN_ENV, influxd, mosquitto, plant_config, workdir
 from linemon.config import parse_config
@@ -135,9 +136,11 @@ class Sample:
     broker_cpu_s: float | None = None  # mosquitto's: constant work, the machine's speed gauge
     influx_cpu_s: float | None = None  # influxd's
     steal_s: float | None = None  # the machine's CPU taken by the hypervisor (all CPUs)
-    written: int | None = None  # samples and events the historian forwarder wrote to influxd
-    write_requests: int | None = None  # its requests to influxd
-    write_s: float | None = None  # wall seconds inside them
+    # The historian forwarder's counters: points written to influxd, its requests, and the
+    # wall seconds inside them
+    written: float | None = None
+    write_requests: float | None = None
+    write_s: float | None = None
 
 
 @dataclass
@@ -214,22 +217,12 @@ def spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd)
 
 
-def forwarder_of(metrics: str) -> tuple[int | None, int | None, float | None]:
-    """The forwarder's (points written, write requests, seconds inside them)."""
+def forwarder_of(metrics: str) -> list[float | None]:
+    """The forwarder's points written, write requests and seconds inside them."""
     def counter(name: str) -> float | None:
         found = re.search(rf'^linemon_historian_{name}_total (\S+)$', metrics, re.M)
         return float(found.group(1)) if found else None
-    written, requests, seconds = (counter(n) for n in ("written", "write_requests",
-                                                       "write_seconds"))
-    return (None if written is None else int(written),
-            None if requests is None else int(requests), seconds)
-
-
-def steal_seconds() -> float:
-    """CPU-seconds the hypervisor took from this VM, all CPUs (/proc/stat's steal)."""
-    with open("/proc/stat") as f:
-        fields = f.readline().split()  # "cpu user nice system idle iowait irq softirq steal"
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    return [counter(n) for n in ("written", "write_requests", "write_seconds")]
 
 
 def received_of(metrics: str) -> int:
@@ -549,8 +542,7 @@ def rate_between(samples: list[Sample], a: float, b: float, who: str = "collecto
     def used(s: Sample) -> float | None:
         return {"collector": s.cpu_s, "api": s.api_cpu_s, "broker": s.broker_cpu_s,
                 "influxd": s.influx_cpu_s, "steal": s.steal_s,
-                "written": None if s.written is None else float(s.written),
-                "write_requests": None if s.write_requests is None else float(s.write_requests),
+                "written": s.written, "write_requests": s.write_requests,
                 "write_s": s.write_s}[who]
     inside = [s for s in samples if a <= s.t <= b and used(s) is not None]
     if len(inside) < 2 or inside[-1].t - inside[0].t <= 0:
@@ -640,7 +632,7 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
     influx_total = rate_between(samples, 0, load_end, "influxd")
     steal_total = rate_between(samples, 0, load_end, "steal")
     # Per twentieth of the load: what the machine had and what influxd and the forwarder did,
-    # next to the backlog (the soak of session 7 lost data with the VM at half speed)
+    # next to the backlog: what a growing backlog coincided with
     span = load_end / 20
     machine_series = [
         {"t": round(a + span), "steal_cores": _round(rate_between(samples, a, a + span, "steal")),
