@@ -77,6 +77,7 @@ class MqttConnection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publishes = self._on_messages
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -173,13 +174,19 @@ class MqttConnection:
     # --- paho callbacks (all on the event loop, except the first socket open) ----------
 
     def _read(self) -> None:
-        # paho's loop_read() takes one packet per call whatever max_packets says; the rest
-        # of what one recv() brought waits in the socket's buffer.
-        for _ in range(PACKETS_PER_READ):
-            rc = self.client.loop_read()
+        # paho's loop_read() takes one packet per call whatever max_packets says (and makes
+        # the recv() when the buffer is empty); the PUBLISH packets behind it in what that
+        # recv() brought go to the queue in one hand-off.
+        client = self.client
+        budget = PACKETS_PER_READ
+        while budget > 0:
+            rc = client.loop_read()
             if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
                 self._signal_lost(f"read failed: {mqtt.error_string(rc)}")
                 return
+            if self._paused or self._sock is None:
+                return
+            budget -= 1 + client.take_publishes(budget - 1)
             sock = self._sock
             if self._paused or sock is None or not sock.buffered():
                 return
@@ -260,7 +267,10 @@ class MqttConnection:
         self._signal_lost(f"disconnected: {reason}")
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.queue.append(message)
+        self._on_messages([message])
+
+    def _on_messages(self, messages: list[mqtt.MQTTMessage]) -> None:
+        self.queue.extend(messages)
         self._arrived.set()
         if not self._paused and len(self.queue) >= QUEUE_SIZE and self._sock is not None:
             self._paused = True

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -57,14 +57,14 @@ class ReceivedMessage(mqtt.MQTTMessage):
     __slots__ = ()
 
     def __init__(self, mid: int, topic: bytes, payload: bytes, qos: int, dup: bool,
-                 retain: bool) -> None:
+                 retain: bool, timestamp: float | None = None) -> None:
         self.mid = mid
         self._topic = topic
         self.payload = payload
         self.qos = qos
         self.dup = dup
         self.retain = retain
-        self.timestamp = mqtt.time_func()
+        self.timestamp = mqtt.time_func() if timestamp is None else timestamp
         self.state = mqtt.mqtt_ms_invalid
         self.info = RECEIVED_INFO
         self.properties = NO_PROPERTIES
@@ -73,45 +73,38 @@ class ReceivedMessage(mqtt.MQTTMessage):
 class BufferedSocket:
     def __init__(self, sock: Any) -> None:
         self.sock = sock
-        self._in = memoryview(b"")
+        # What the last recv() brought and how far into it the reads are: an offset, not a
+        # slice per packet.
+        self._data = b""
+        self._pos = 0
         self._out = bytearray()
 
     def recv(self, bufsize: int) -> bytes:
-        if not self._in:
+        pos = self._pos
+        if pos >= len(self._data):
             data = self.sock.recv(max(bufsize, READ_SIZE))  # BlockingIOError: paho's "again"
             if not data:
                 return data  # closed by the peer
-            self._in = memoryview(data)
-        chunk = bytes(self._in[:bufsize])
-        self._in = self._in[bufsize:]
-        return chunk
+            self._data, pos = data, 0
+        end = min(pos + bufsize, len(self._data))
+        self._pos = end
+        return self._data[pos:end]
 
     def take_packet(self) -> tuple[int, bytes] | None:
         """The next whole MQTT packet already buffered, as (fixed header byte, body), or
         None when only part of one is here (paho's own reader then takes it byte by byte)."""
-        buf = self._in
-        n = len(buf)
-        if not n or not buf[0] & 0xF0:
-            return None  # nothing, or packet type 0 (reserved): paho's reader calls it an error
-        length, mult, i = 0, 1, 1
-        while True:  # the remaining length: 1 to 4 bytes, 7 bits each
-            if i >= n or i > 4:
-                return None
-            byte = buf[i]
-            length += (byte & 127) * mult
-            i += 1
-            if byte < 128:
-                break
-            mult <<= 7
-        end = i + length
-        if end > n:
+        data, pos = self._data, self._pos
+        whole = _whole_packet(data, pos)
+        if whole is None:
             return None
-        self._in = buf[end:]
-        return buf[0], bytes(buf[i:end])
+        start, end = whole
+        self._pos = end
+        return data[pos], data[start:end]
 
     def buffered(self) -> bool:
         """Whether received bytes wait here, where the selector cannot see them."""
-        return bool(self._in) or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0)
+        return self._pos < len(self._data) or (
+            isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0)
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         self._out += data
@@ -141,8 +134,30 @@ class BufferedSocket:
         return getattr(self.sock, name)
 
 
+def _whole_packet(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(body start, end) of the packet at `pos` when all of it is in `data`, else None."""
+    n = len(data)
+    if pos >= n or not data[pos] & 0xF0:
+        return None  # nothing, or packet type 0 (reserved): paho's reader calls it an error
+    length, shift, i = 0, 0, pos + 1
+    while True:  # the remaining length: 1 to 4 bytes, 7 bits each
+        if i >= n or shift > 21:
+            return None
+        byte = data[i]
+        length |= (byte & 127) << shift
+        i += 1
+        if byte < 128:
+            break
+        shift += 7
+    end = i + length
+    return (i, end) if end <= n else None
+
+
 class BufferedClient(mqtt.Client):
     """A paho client whose socket is a BufferedSocket (paho 2.x creates it here)."""
+
+    # Takes the messages `take_publishes` found, in one call, instead of `on_message` each.
+    on_publishes: Callable[[list[ReceivedMessage]], None] | None = None
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
@@ -166,6 +181,47 @@ class BufferedClient(mqtt.Client):
                     self._last_bytes_received = mqtt.time_func()
                 return rc
         return super()._packet_read()
+
+    def take_publishes(self, limit: int) -> int:
+        """Hand the run of whole MQTT 5 QoS 0/1 PUBLISH packets without properties waiting in
+        the buffer (at most `limit`) to `on_publishes` as one list, straight from the bytes
+        the last recv() brought; how many. Stops at the first packet of any other kind or
+        not all here, which paho's reader then takes (`loop_read`)."""
+        sock = self._sock
+        on_publishes = self.on_publishes
+        if (on_publishes is None or not self._manual_ack or self._in_packet["command"] != 0
+                or not isinstance(sock, BufferedSocket)
+                or self._protocol != MQTTProtocolVersion.MQTTv5
+                or self._on_message_filtered._root._children):
+            return 0  # paho's dispatch, or acks paho sends itself: one packet at a time
+        data, pos = sock._data, sock._pos
+        messages: list[ReceivedMessage] = []
+        now = mqtt.time_func()
+        while len(messages) < limit:
+            whole = _whole_packet(data, pos)
+            if whole is None:
+                break
+            start, end = whole
+            header = data[pos]
+            qos = (header & 0x06) >> 1
+            if header & 0xF0 != PUBLISH or qos > 1:
+                break
+            topic_end = start + 2 + ((data[start] << 8) | data[start + 1])
+            props_at = topic_end + 2 if qos else topic_end
+            if props_at >= end or data[props_at] != 0 or topic_end == start + 2:
+                break  # properties (a topic alias...) or malformed: paho's decode
+            mid = (data[topic_end] << 8) | data[topic_end + 1] if qos else 0
+            messages.append(ReceivedMessage(mid, data[start + 2:topic_end],
+                                            data[props_at + 1:end], qos, bool(header & 0x08),
+                                            bool(header & 0x01), now))
+            pos = end
+        if not messages:
+            return 0
+        sock._pos = pos
+        with self._msgtime_mutex:
+            self._last_bytes_received = now
+        on_publishes(messages)
+        return len(messages)
 
     def puback_all(self, mids: Sequence[int]) -> None:
         """Acknowledge QoS 1 messages (manual ack) with one queued write: the same PUBACKs

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -252,20 +253,86 @@ def test_whole_packets_are_taken_from_the_buffer_and_partial_ones_left_for_paho(
     assert sock.take_packet() is None  # nothing read yet: paho's reader calls recv()
     first = sock.recv(1)  # as paho's reader does for the first packet
     assert first == b"\x30"
-    sock._in = memoryview(first + bytes(sock._in))  # put it back to take whole packets
+    sock._pos -= 1  # put it back to take whole packets
     taken = []
     while (packet := sock.take_packet()) is not None:
         taken.append(packet)
     assert [(h, len(b) - 4) for h, b in taken] == [(0x30, n) for n in sizes[:-1]]
     assert all(b[4:] == bytes([i % 251]) * n for i, ((_, b), n) in enumerate(zip(
         taken, sizes, strict=False)))
-    rest = bytes(sock._in)
+    rest = sock._data[sock._pos:]
     assert rest == stream[len(stream) - len(publish(b"x" * 70000)):cut]  # left whole for paho
     assert sock.recv(len(rest)) == rest and sock.recv(5) == stream[cut:]
     # packet type 0 is reserved: left to paho's reader, which reports a protocol error
     sock = BufferedSocket(Kernel([b"\x00\x02ab" + publish(b"x")]))
     assert sock.recv(0) == b""  # fills the buffer, takes nothing
     assert sock.take_packet() is None and sock.recv(4) == b"\x00\x02ab"
+
+
+def test_a_run_of_whole_plain_publishes_is_handed_on_in_one_list_and_anything_else_ends_it(
+        ) -> None:
+    def publish(mid: int, payload: bytes, flags: int = 0x02, props: bytes = b"\x00") -> bytes:
+        """MQTT 5 PUBLISH on topic "plant/t"; QoS from `flags` (0x02: 1), a packet id if QoS
+        > 0, then the properties (none: one zero byte)."""
+        qos = (flags & 0x06) >> 1
+        body = b"\x00\x07plant/t" + (mid.to_bytes(2, "big") if qos else b"") + props + payload
+        assert len(body) < 128
+        return bytes([0x30 | flags, len(body)]) + body
+
+    class Kernel:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def recv(self, _size: int) -> bytes:
+            data, self.data = self.data, b""
+            return data
+
+        def send(self, data: bytes) -> int:
+            return len(data)
+
+        def close(self) -> None:
+            """paho closes its socket when the client goes."""
+
+    with_props = publish(4, b"p", props=b"\x02\x01\x01")  # a payload format indicator
+    qos2 = publish(6, b"q2", flags=0x04)
+    stream = (publish(1, b"a") + publish(0, b"b", flags=0x00) + publish(3, b"c", flags=0x0B)
+              + with_props + publish(5, b"e") + qos2 + publish(7, b"f"))
+    cut = len(stream) - 3  # the last packet only partly here
+
+    def client_on(data: bytes) -> tuple[BufferedClient, BufferedSocket, list[list[Any]]]:
+        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                                manual_ack=True)
+        batches: list[list[Any]] = []
+        client.on_publishes = batches.append
+        sock = client._sock = BufferedSocket(Kernel(data))
+        assert sock.recv(0) == b""  # fills the buffer, takes nothing
+        return client, sock, batches
+
+    client, sock, batches = client_on(stream[:cut])
+    assert client.take_publishes(100) == 3
+    [batch] = batches
+    assert [(m.topic, m.payload, m.mid, m.qos, m.dup, m.retain) for m in batch] == [
+        ("plant/t", b"a", 1, 1, False, False), ("plant/t", b"b", 0, 0, False, False),
+        ("plant/t", b"c", 3, 1, True, True)]
+    assert all(m.timestamp == batch[0].timestamp > 0 and m.properties is not None
+               for m in batch)
+    assert client.take_publishes(100) == 0  # properties: paho's decode
+    assert sock.take_packet() == (with_props[0], with_props[2:])
+    assert client.take_publishes(100) == 1 and batches[-1][0].payload == b"e"
+    assert client.take_publishes(100) == 0  # QoS 2: paho's
+    assert sock.take_packet() == (qos2[0], qos2[2:])
+    assert client.take_publishes(100) == 0  # not all here: paho's reader takes it
+    assert sock._data[sock._pos:] == stream[len(stream) - len(publish(7, b"f")):cut]
+
+    client, sock, batches = client_on(stream)
+    assert client.take_publishes(2) == 2 and client.take_publishes(2) == 1
+    client, sock, batches = client_on(stream)
+    client.message_callback_add("plant/#", lambda *_: None)
+    assert client.take_publishes(100) == 0  # per-topic callbacks: paho's dispatch
+    client, sock, batches = client_on(stream)
+    client._manual_ack = False
+    assert client.take_publishes(100) == 0  # paho acknowledges each as it goes
+    assert batches == [] and sock._pos == 0
 
 
 async def test_a_large_message_split_over_reads_arrives_whole(mosquitto: Mosquitto) -> None:
