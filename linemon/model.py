@@ -1,8 +1,12 @@
 """Core types that cross every boundary: samples in, events out.
 
-`Sample` is on the hot path (one per tag change), so it is a frozen, slotted
-dataclass rather than a pydantic model. Events are plain dataclasses too; the
-API turns them into response models at its edge.
+`Sample` is on the hot path (one per tag change), so it is a slotted dataclass
+rather than a pydantic model, and not a frozen one: a frozen dataclass's
+`__init__` sets each field through `object.__setattr__`, 1.58 µs a sample
+against 0.45 µs (timeit, 7 fields). Nothing assigns to a sample's fields (the
+engine, the spool and the boards share them; changes go through `replace`),
+and it stays hashable. Events are plain dataclasses too; the API turns them
+into response models at its edge.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class Signal(StrEnum):
     FAULT_CODE = "fault_code"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: see the module's docstring
 class Sample:
     machine: str
     signal: str

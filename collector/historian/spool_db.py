@@ -70,7 +70,8 @@ _STATE = ("SELECT c.first_id, c.last_id, c.kind, c.priority, c.nbytes, g.mask, g
           "g.nbytes FROM chunk c LEFT JOIN gone g USING(last_id) ")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as linemon.model.Sample and for the same reason: one is made per sample.
+@dataclass(slots=True, unsafe_hash=True)
 class Record:
     lp: str  # one line of line protocol
     kind: str = "sample"  # "sample" | "event" | "aggregate": decides the bucket

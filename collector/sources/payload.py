@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,13 +55,13 @@ class FieldBinding:
 def parse_json(payload: bytes) -> object:
     """The document json.loads reads, through orjson where it reads the same (0.4 µs for a
     typical payload, json.loads 3.6 µs)."""
-    # orjson reads an integer beyond 64 bits as a float: a 20-digit serial number would lose
-    # its last digits. Payloads with such a run of digits take the standard parser.
-    if not _LONG_DIGITS(payload):
-        try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            pass  # the standard parser decides: NaN (which it takes), a lone surrogate, wrong
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        pass  # the standard parser decides: NaN (which it takes), a lone surrogate, wrong
+    else:
+        if not _has_huge_float(document):
+            return document
     try:
         return json.loads(payload)
     except UnicodeDecodeError as err:
@@ -73,7 +72,38 @@ def parse_json(payload: bytes) -> object:
         raise Rejected("invalid_json", "nested too deeply") from None
 
 
-_LONG_DIGITS = re.compile(rb"\d{19}").search
+# orjson reads an integer outside [-2**63, 2**64) as a float, so a 20-digit serial number
+# would lose its last digits; such a float is at least this large, and a document holding
+# one takes the standard parser. Checked on the parsed document: a search of the payload
+# for a run of 19 digits cost more than orjson's parse (1.6 against 1.0 µs, timeit).
+HUGE = 2.0**63
+
+
+def _has_huge_float(document: object) -> bool:
+    if type(document) is dict:  # the usual payload: a flat object, checked without a stack
+        for value in document.values():
+            kind = type(value)
+            if kind is float:
+                if not -HUGE < value < HUGE:
+                    return True
+            elif kind is dict or kind is list:
+                return _nested_huge_float(document)
+        return False
+    return _nested_huge_float(document)
+
+
+def _nested_huge_float(document: object) -> bool:
+    stack = [document]  # not recursion: orjson takes nesting deeper than Python's limit
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            stack.extend(node.values())  # type: ignore[attr-defined]
+        elif kind is list:
+            stack.extend(node)  # type: ignore[arg-type]
+        elif kind is float and not -HUGE < node < HUGE:  # type: ignore[operator]
+            return True
+    return False
 
 
 def pick(document: object, path: tuple[str, ...]) -> object:

@@ -55,6 +55,9 @@ def test_any_document_reads_as_the_standard_parser_reads_it(document: object) ->
     b'{"value": -9223372036854775809, "serial": 89441000300000000001}',
     b'{"value": 0.12345678901234567890123}',  # many digits, not an integer
     b'{"value": "89441000300000000001"}',  # in a string
+    b'{"m": {"serials": [1, {"s": 18446744073709551617}]}, "value": 1.5}',  # nested
+    b'[' * 300 + b'-9223372036854775809' + b']' * 300,  # deep inside
+    b'{"value": 1e19, "ts": -1e300}',  # floats that large read the same either way
 ])
 def test_the_edge_cases_read_as_the_standard_parser_reads_them(payload: bytes) -> None:
     assert typed(parse_json(payload)) == typed(json.loads(payload))
