@@ -111,13 +111,14 @@ class Run:
                                 protocol=mqtt.MQTTv5, manual_ack=True)
         connection: Any = object.__new__(MqttConnection)
         connection.queue = self.queue
-        connection._arrived = asyncio.Event()
+        connection._wakeup = None
         connection._paused = False
         connection.client = client
         connection.loop = asyncio.get_running_loop()
         connection._sock = client._sock = BufferedSocket(theirs)
         connection._on_socket_close = lambda *_: None
-        for name in ("_on_message", "_on_messages", "_read", "_signal_lost", "_forget_socket"):
+        for name in ("_on_message", "_on_messages", "_read", "_signal_lost", "_forget_socket",
+                     "_wake"):
             if hasattr(MqttConnection, name):  # the same bench on older trees
                 setattr(connection, name, getattr(MqttConnection, name).__get__(connection))
         client.on_message = connection._on_message

@@ -335,6 +335,27 @@ def test_a_run_of_whole_plain_publishes_is_handed_on_in_one_list_and_anything_el
     assert batches == [] and sock._pos == 0
 
 
+async def test_a_wait_ended_by_news_is_not_ended_again_by_its_until_in_the_next_wait() -> None:
+    # The source's loop: a batch arrives as the oldest stored batch becomes durable (its
+    # `until`), and the source waits again in the same turn.
+    conn = MqttConnection(config(1883, "sock-wait"), ["plant/#"], None, None)
+    loop = asyncio.get_running_loop()
+    first_until, second_until = loop.create_future(), loop.create_future()
+
+    async def two_waits() -> tuple[list[Any], list[Any]]:
+        first = await conn.next_batch(10, until=first_until)
+        return first, await conn.next_batch(10, until=second_until)
+
+    waits = asyncio.create_task(two_waits())
+    await asyncio.sleep(0)
+    conn._on_messages(["m1"])  # type: ignore[list-item]
+    first_until.set_result(None)
+    await asyncio.sleep(0.1)
+    assert not waits.done()  # still waiting for news: not ended by first_until's callback
+    conn._on_messages(["m2"])  # type: ignore[list-item]
+    assert await waits == (["m1"], ["m2"])
+
+
 async def test_a_large_message_split_over_reads_arrives_whole(mosquitto: Mosquitto) -> None:
     conn = MqttConnection(config(mosquitto.port, "sock-big"), ["plant/#"], None, None)
     await conn.connect(10)
