@@ -38,6 +38,14 @@ BATCH = 2_000
 # Batches handed to `emit` and not yet durable; then the source waits for the oldest. The
 # broker's in-flight window (RECEIVE_MAXIMUM) bounds the messages they hold.
 BATCHES_IN_FLIGHT = 64
+# While messages keep coming, a batch is taken at most this often, unless COALESCE_UNDER
+# messages already wait. A batch has fixed costs (its emit task, the engine's pass, the
+# spool put and its wake-up, a PUBACK send): at 10,000 msg/s the source took ~21 messages
+# a batch, ~470 batches a second; with 5 ms, ~50. Measured in 3-minute sustained runs,
+# alternating: 0.48 against 0.56 cores (session 9). A message waits at most this much
+# longer; the first after a quiet spell not at all.
+BATCH_PERIOD_S = 0.005
+COALESCE_UNDER = 100
 
 
 class Decoder(Protocol):
@@ -87,6 +95,8 @@ class MqttSource:
             log.info("source %s: connected to %s:%s (session %s)", self.name, cfg.host, cfg.port,
                      "resumed" if session.session_present else "new")
             self.decoder.connected(session.session_present)
+            loop = asyncio.get_running_loop()
+            taken_at = -BATCH_PERIOD_S
             while True:
                 self._send_commands(session)
                 self._ack_stored(session, stored)
@@ -94,9 +104,16 @@ class MqttSource:
                 if oldest is not None and len(stored) >= BATCHES_IN_FLIGHT:
                     await asyncio.wait({oldest})
                     continue
+                wait = taken_at + BATCH_PERIOD_S - loop.time()
+                if wait > 0 and len(session.queue) < COALESCE_UNDER:
+                    # The oldest batch's acks do not wait: the broker's window is theirs.
+                    await (asyncio.wait({oldest}, timeout=wait) if oldest is not None
+                           else asyncio.sleep(wait))
+                    continue
                 messages = await session.next_batch(BATCH, until=oldest)
                 if not messages:
                     continue  # the oldest batch is durable: acknowledge it first
+                taken_at = loop.time()
                 samples = self.screen.screen(self._decode_all(messages))
                 # The task's first step (the engine, the spool put) runs before any later
                 # batch's: emits start in the order they were created.

@@ -13,7 +13,10 @@ keeps every unacknowledged QoS > 0 message for redelivery either way.
 
 `BufferedClient` takes whole packets straight from that buffer, skipping paho's reader
 (three or more reads and a dict update per length byte), and hands any packet but a
-property-less PUBLISH to paho's own handler as if paho had read it. It also decodes an
+property-less PUBLISH to paho's own handler as if paho had read it. `take_publishes` goes
+further for the run of such PUBLISH packets one recv() brought: parsed at offsets in the
+received bytes and handed on as one list (`on_publishes`), not one `loop_read()` and one
+`on_message` call each. It also decodes an
 MQTT 5 PUBLISH that carries no properties (what every
 publisher we know sends) without building paho's `Properties` object: measured, that object
 costs ~20 µs per message, six times the rest of paho's decode. It builds the message
@@ -23,8 +26,8 @@ message but only uses for sent ones (3.6 -> 0.4 µs, timeit), and hands it strai
 (~4.5 µs). Anything else (QoS 2, properties present, MQTT 3.1.1) takes paho's own path.
 The overrides use paho 2.x internals (`_create_socket`, `_packet_read`, `_handle_publish`,
 `_in_packet`, `_msgtime_mutex`, `_last_bytes_received`, `_on_message_filtered`,
-`_in_callback_mutex`); pyproject pins paho to the tested minor versions and
-tests/collector/test_mqtt_socket.py checks that they are still there.
+`_in_callback_mutex`, `_manual_ack`, `_protocol`); pyproject pins paho to the tested minor
+versions and tests/collector/test_mqtt_socket.py checks that they are still there.
 """
 
 from __future__ import annotations

@@ -81,6 +81,7 @@ def test_the_paho_internals_we_override_are_still_there() -> None:
     assert list(inspect.signature(client._packet_queue).parameters)[:4] == [
         "command", "packet", "mid", "qos"]
     assert hasattr(client, "_out_packet") and hasattr(client, "_manual_ack")
+    assert client._protocol == mqtt.MQTTv311  # take_publishes: MQTT 5 only
     # the fast path's direct dispatch
     assert client._on_message_filtered._root._children == {}
     client.message_callback_add("a/+", lambda *_: None)
