@@ -39,11 +39,11 @@ BATCH = 2_000
 # broker's in-flight window (RECEIVE_MAXIMUM) bounds the messages they hold.
 BATCHES_IN_FLIGHT = 64
 # While messages keep coming, a batch is taken at most this often, unless COALESCE_UNDER
-# messages already wait. A batch has fixed costs (its emit task, the engine's pass, the
-# spool put and its wake-up, a PUBACK send): at 10,000 msg/s the source took ~21 messages
-# a batch, ~470 batches a second; with 5 ms, ~50. Measured in 3-minute sustained runs,
-# alternating: 0.48 against 0.56 cores (session 9). A message waits at most this much
-# longer; the first after a quiet spell not at all.
+# messages already wait when the period would begin. A batch has fixed costs (its emit
+# task, the engine's pass, the spool put and its wake-up, a PUBACK send): at 10,000 msg/s
+# the source took ~21 messages a batch, ~470 batches a second; with 5 ms, ~50. Measured in
+# 3-minute sustained runs, alternating: 0.48 against 0.56 cores (session 9). A message
+# waits at most this much longer; the first after a quiet spell not at all.
 BATCH_PERIOD_S = 0.005
 COALESCE_UNDER = 100
 
@@ -140,6 +140,12 @@ class MqttSource:
         for topic, payload in self.decoder.take_commands():
             session.publish(topic, payload, qos=0)  # Sparkplug: NCMD is QoS 0
 
+    def _reject(self, message: mqtt.MQTTMessage, err: Rejected) -> None:
+        self.stats.rejected[err.reason] += 1
+        topic = message._topic.decode(errors="replace")  # `topic` raises if not UTF-8
+        self._log.warning(err.reason, "source %s: rejected message on %s: %s",
+                          self.name, topic, err)
+
     def _decode_all(self, messages: list[mqtt.MQTTMessage]) -> list[Sample]:
         received = datetime.now(UTC)
         samples: list[Sample] = []
@@ -150,9 +156,10 @@ class MqttSource:
                     raise Rejected("oversize", f"{len(message.payload)} bytes")
                 decoded = self.decoder.decode(message.topic, message.payload, received)
             except Rejected as err:
-                self.stats.rejected[err.reason] += 1
-                self._log.warning(err.reason, "source %s: rejected message on %s: %s",
-                                  self.name, message.topic, err)
+                self._reject(message, err)
+                continue
+            except UnicodeDecodeError as err:  # a topic that is not UTF-8 (brokers refuse it)
+                self._reject(message, Rejected("invalid_utf8", f"topic: {err}"))
                 continue
             for sample in decoded:
                 if sample.quality is not Quality.BAD:

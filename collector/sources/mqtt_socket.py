@@ -207,8 +207,8 @@ class BufferedClient(mqtt.Client):
             start, end = whole
             header = data[pos]
             qos = (header & 0x06) >> 1
-            if header & 0xF0 != PUBLISH or qos > 1:
-                break
+            if header & 0xF0 != PUBLISH or qos > 1 or end - start < 2:
+                break  # not a QoS 0/1 PUBLISH, or too short for one: paho's
             topic_end = start + 2 + ((data[start] << 8) | data[start + 1])
             props_at = topic_end + 2 if qos else topic_end
             if props_at >= end or data[props_at] != 0 or topic_end == start + 2:

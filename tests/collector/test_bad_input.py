@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 import pytest
 
+from collector.sources.mqtt_socket import ReceivedMessage
 from collector.sources.sparkplug_schema import Payload
 from tests.collector.harness import Recorder, plant_config, source_named, supervised
 from tests.support.plants import eventually
@@ -118,3 +119,21 @@ def _in_order(messages: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     goods = iter(sorted((m for m in messages if b'"seq"' in m[1]),
                         key=lambda m: json.loads(m[1])["seq"]))
     return [next(goods) if b'"seq"' in m[1] else m for m in messages]
+
+
+def test_a_topic_that_is_not_utf8_is_counted_not_fatal() -> None:
+    # MQTT requires UTF-8 topics and mosquitto refuses other ones, so no broker here delivers
+    # one; a broker that did would have had the source fail on it, reconnect and get the
+    # same unacknowledged message again, forever.
+    config = plant_config(
+        [{"kind": "mqtt", "name": "gateway", "port": 1883}],
+        [{"id": "m-1", "source": "gateway", "ideal_cycle_time_s": 1.0,
+          "tags": {"state": {"topic": "plant/{line}/{machine}/state"},
+                   "batch": {"topic": "plant/{line}/{machine}/batch", "type": "int"}}}])
+    source = source_named(config, "gateway")
+    messages = [ReceivedMessage(mid, topic, json.dumps({"value": mid}).encode(), 1, False, False)
+                for mid, topic in [(1, BATCH.encode()), (2, b"plant/line-1/\xff\xfe/batch"),
+                                   (3, BATCH.encode())]]
+    samples = source._decode_all(messages)  # type: ignore[attr-defined]
+    assert [s.value for s in samples] == [1, 3]
+    assert source.stats.rejected == {"invalid_utf8": 1} and source.stats.received == 3

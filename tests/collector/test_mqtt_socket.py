@@ -294,14 +294,18 @@ def test_a_run_of_whole_plain_publishes_is_handed_on_in_one_list_and_anything_el
         def close(self) -> None:
             """paho closes its socket when the client goes."""
 
-    with_props = publish(4, b"p", props=b"\x02\x01\x01")  # a payload format indicator
+    with_props = publish(8, b"p", props=b"\x02\x01\x01")  # a payload format indicator
     qos2 = publish(6, b"q2", flags=0x04)
-    stream = (publish(1, b"a") + publish(0, b"b", flags=0x00) + publish(3, b"c", flags=0x0B)
-              + with_props + publish(5, b"e") + qos2 + publish(7, b"f"))
+    short = b"\x30\x01\x00"  # no room for a topic length
+    unsuback = b"\xb0\x05\x00\x01t\x00x"  # not a PUBLISH, though its body would read as one
+    stream = (publish(1, b"a") + publish(0, b"b", flags=0x00) + publish(3, b"c", flags=0x0A)
+              + publish(4, b"d", flags=0x03) + unsuback + with_props + publish(5, b"e")
+              + qos2 + short + publish(7, b"f"))
     cut = len(stream) - 3  # the last packet only partly here
 
-    def client_on(data: bytes) -> tuple[BufferedClient, BufferedSocket, list[list[Any]]]:
-        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+    def client_on(data: bytes, protocol: int = mqtt.MQTTv5
+                  ) -> tuple[BufferedClient, BufferedSocket, list[list[Any]]]:
+        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol,
                                 manual_ack=True)
         batches: list[list[Any]] = []
         client.on_publishes = batches.append
@@ -310,29 +314,40 @@ def test_a_run_of_whole_plain_publishes_is_handed_on_in_one_list_and_anything_el
         return client, sock, batches
 
     client, sock, batches = client_on(stream[:cut])
-    assert client.take_publishes(100) == 3
+    assert client.take_publishes(100) == 4
     [batch] = batches
     assert [(m.topic, m.payload, m.mid, m.qos, m.dup, m.retain) for m in batch] == [
         ("plant/t", b"a", 1, 1, False, False), ("plant/t", b"b", 0, 0, False, False),
-        ("plant/t", b"c", 3, 1, True, True)]
+        ("plant/t", b"c", 3, 1, True, False), ("plant/t", b"d", 4, 1, False, True)]
     assert all(m.timestamp == batch[0].timestamp > 0 and m.properties is not None
                for m in batch)
-    assert client.take_publishes(100) == 0  # properties: paho's decode
-    assert sock.take_packet() == (with_props[0], with_props[2:])
+    for other in (unsuback, with_props):  # not a PUBLISH; properties: paho's
+        assert client.take_publishes(100) == 0
+        assert sock.take_packet() == (other[0], other[2:])
     assert client.take_publishes(100) == 1 and batches[-1][0].payload == b"e"
-    assert client.take_publishes(100) == 0  # QoS 2: paho's
-    assert sock.take_packet() == (qos2[0], qos2[2:])
+    for other in (qos2, short):  # QoS 2; too short for a topic: paho's
+        assert client.take_publishes(100) == 0
+        assert sock.take_packet() == (other[0], other[2:])
     assert client.take_publishes(100) == 0  # not all here: paho's reader takes it
     assert sock._data[sock._pos:] == stream[len(stream) - len(publish(7, b"f")):cut]
 
     client, sock, batches = client_on(stream)
-    assert client.take_publishes(2) == 2 and client.take_publishes(2) == 1
+    assert client.take_publishes(2) == 2 and client.take_publishes(2) == 2
+    client, sock, batches = client_on(publish(1, b"a") + short)  # the short one last
+    assert client.take_publishes(100) == 1 and client.take_publishes(100) == 0
+    assert sock.take_packet() == (short[0], short[2:])
+    # Each of these leaves every packet to paho, one at a time.
     client, sock, batches = client_on(stream)
     client.message_callback_add("plant/#", lambda *_: None)
     assert client.take_publishes(100) == 0  # per-topic callbacks: paho's dispatch
     client, sock, batches = client_on(stream)
     client._manual_ack = False
     assert client.take_publishes(100) == 0  # paho acknowledges each as it goes
+    client, sock, batches = client_on(stream, protocol=mqtt.MQTTv311)
+    assert client.take_publishes(100) == 0  # MQTT 3.1.1 PUBLISH has no properties field
+    client, sock, batches = client_on(stream)
+    client._in_packet["command"] = 0x32
+    assert client.take_publishes(100) == 0  # paho is part way through a packet
     assert batches == [] and sock._pos == 0
 
 
