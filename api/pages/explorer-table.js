@@ -16,6 +16,7 @@ export class DowntimeTable {
     this.params = null;
     this.cursors = [null]; // cursors[i]: the cursor that fetches page i
     this.page = 0;
+    this.shown = 0; // requests made: only the latest one's answer is drawn
     this.body = document.querySelector('#downtime tbody');
     document.getElementById('page-prev').addEventListener('click', () => this.turn(-1));
     document.getElementById('page-next').addEventListener('click', () => this.turn(1));
@@ -39,8 +40,13 @@ export class DowntimeTable {
   }
 
   async show() {
-    const params = { ...this.params, limit: PAGE, cursor: this.cursors[this.page] };
+    const asked = this.params;
+    const params = { ...asked, limit: PAGE, cursor: this.cursors[this.page] };
+    const mine = ++this.shown;
     const page = await api('/api/v1/downtime', { params });
+    // Answers can come back out of order (a filter changed while the last one loaded): an
+    // older one must not replace the rows of a newer one.
+    if (mine !== this.shown) return;
     this.cursors[this.page + 1] = page.next_cursor;
     this.body.replaceChildren(...page.items.map((stop) => this.row(stop)));
     if (!page.items.length) {
@@ -52,7 +58,7 @@ export class DowntimeTable {
     document.getElementById('page-prev').disabled = this.page === 0;
     document.getElementById('page-next').disabled = !page.next_cursor;
     // Which filters the rows answer, for anyone waiting on them (the browser tests).
-    this.body.parentElement.dataset.loaded = Object.entries(this.params)
+    this.body.parentElement.dataset.loaded = Object.entries(asked)
       .filter(([, v]) => v != null && v !== '' && v !== false).map(([k, v]) => `${k}=${v}`).join('&');
   }
 
