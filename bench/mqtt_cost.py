@@ -40,7 +40,6 @@ import struct
 import sys
 import tempfile
 import time
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,11 +89,8 @@ class Run:
     """One fresh Linemon and MQTT client fed the traffic; CPU seconds per stage."""
 
     def __init__(self, config: Any, start: float) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         from collector.sources.mqtt_session import MqttConnection
-        from collector.sources.mqtt_socket import BufferedClient, BufferedSocket
+        from collector.sources.mqtt_socket import BufferedSocket
         from linemon.app import Linemon
 
         self.sim = [datetime.fromtimestamp(start, UTC)]
@@ -102,28 +98,12 @@ class Run:
         self.source: Any = self.lm.sources[0]
         self.cpu = dict.fromkeys(STAGES, 0.0)
         self.messages = 0
-        self.queue: deque[Any] = deque()
-        # The connection's own reader and on_message, on a stand-in holding just what they
-        # touch, reading from one end of a socketpair.
+        # The source's own connection, never connected, reading from a socketpair.
         self.wire, theirs = socket.socketpair()
         theirs.setblocking(False)
-        client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="bench",
-                                protocol=mqtt.MQTTv5, manual_ack=True)
-        connection: Any = object.__new__(MqttConnection)
-        connection.queue = self.queue
-        connection._wakeup = None
-        connection._paused = False
-        connection.client = client
-        connection.loop = asyncio.get_running_loop()
-        connection._sock = client._sock = BufferedSocket(theirs)
-        connection._on_socket_close = lambda *_: None
-        for name in ("_on_message", "_on_messages", "_read", "_signal_lost", "_forget_socket",
-                     "_wake"):
-            if hasattr(MqttConnection, name):  # the same bench on older trees
-                setattr(connection, name, getattr(MqttConnection, name).__get__(connection))
-        client.on_message = connection._on_message
-        client.on_publishes = getattr(connection, "_on_messages", None)
-        self.read = connection._read
+        self.connection = MqttConnection(self.source.config, [], None, None)
+        self.connection._sock = self.connection.client._sock = BufferedSocket(theirs)
+        self.queue = self.connection.queue
         historian = self.lm.historian
 
         async def spool_put(records: list[Any]) -> list[int]:
@@ -142,7 +122,7 @@ class Run:
 
     def second(self, at: datetime, bodies: list[bytes], batch: int) -> None:
         tt, cpu, lm, source, queue = time.thread_time, self.cpu, self.lm, self.source, self.queue
-        read, wire = self.read, self.wire
+        read, wire = self.connection._read, self.wire
         for first in range(0, len(bodies), batch):
             # The simulated clock moves with the messages, as the engine's would.
             self.sim[0] = at + timedelta(seconds=first / len(bodies))
@@ -190,6 +170,8 @@ def measure(config: Any, seconds_traffic: list[list[bytes]], start: float,
             run.second(at + timedelta(seconds=tick), bodies, batch)
     finally:
         gc.unfreeze()
+        run.wire.close()
+        run.connection._sock.close()
     return {k: v / run.messages * 1e6 for k, v in run.cpu.items()}
 
 
