@@ -11,7 +11,8 @@ every `heartbeat_s` even when nothing happened (time in state and OEE move on th
 A machine's state change or an alert change is the news a board exists for: it goes out
 at once, not at the next slot, yet no sooner than `URGENT_GAP_S` after the last urgent
 push, so a flapping machine cannot flood the boards (a heartbeat push just before does
-not hold it back).
+not hold it back). A stop alert without a hold comes in the same announcement as its state
+change (the engine ticks in the step that ingested it), so the two share one push.
 A slow client is never waited for: it keeps only the newest snapshot and the changes
 that piled up (bounded; overflow is counted).
 """
@@ -42,9 +43,6 @@ from linemon.roles import Runtime
 log = logging.getLogger("linemon.api.live")
 MAX_PENDING_CHANGES = 200
 URGENT_GAP_S = 0.05
-# A stop's alert follows its state change within milliseconds (the engine's next tick):
-# waiting this long lets both go out in one push instead of the alert one URGENT_GAP_S later.
-URGENT_COALESCE_S = 0.01
 URGENT_KINDS = {"state", "alert"}
 
 
@@ -134,7 +132,8 @@ class LineFeed:
             if self.rush.is_set():
                 gap = min(URGENT_GAP_S, self.hub.min_interval_s)
                 wait = last_urgent + gap - time.monotonic()
-                await asyncio.sleep(max(wait, URGENT_COALESCE_S))
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 return True
             wait = last + self.hub.min_interval_s - time.monotonic()
             if wait <= 0:

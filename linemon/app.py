@@ -86,18 +86,34 @@ class Linemon:
             asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._ticked_inline = False
         self.started = asyncio.Event()
 
     # --- pipeline --------------------------------------------------------------------
 
     async def ingest(self, samples: list[Sample]) -> None:
         """Returns once the samples and their events are durable."""
-        events = self.engine.on_samples(samples, self.clock())
-        if events:
-            self._announce(events)
-        # Queued for the spool before anything else runs (the tick woken above included),
-        # so a stop's alert lands after the state change that caused it.
+        now = self.clock()
+        events = self.engine.on_samples(samples, now)
+        ticked: list[Event] = []
+        if any(isinstance(e, StateChanged) for e in events):
+            # The engine ticks in this same step: a stop's alert (a rule without a hold)
+            # is announced with the state change that caused it, not one loop turn later
+            # from the tick task, behind whatever else is ready by then.
+            ticked = self.engine.on_tick(now)
+            self._ticked_inline = True
+            self._wake.set()  # the tick task re-plans (the tick may have begun a hold)
+        if events or ticked:
+            self.listeners.send(events + ticked)
+        if ticked and self._writer is not None:
+            # Spooled by the one writer, in order with the tick task's events, yet after the
+            # batch: `historian.write` below queues before that writer next runs.
+            self._writes.put_nowait((ticked, None))
+        # Queued for the spool before anything else runs, so a stop's alert lands after
+        # the state change that caused it.
         await self.historian.write(samples, events)
+        if ticked and self._writer is None:  # not started (tools, tests): nobody to queue for
+            await self.historian.write_events(ticked)
 
     async def publish(self, events: list[Event]) -> None:
         """Events made outside the pipeline (a person's acknowledgement) go the same way."""
@@ -138,7 +154,7 @@ class Linemon:
 
     def _announce(self, events: list[Event]) -> None:
         if any(isinstance(e, StateChanged) for e in events):
-            self._wake.set()  # a stop's alert must not wait for the next tick
+            self._wake.set()  # a stop's alert (a source lost, say) must not wait a second
         self.listeners.send(events)
 
     # --- what people do (the API calls these; scaled out, the line's engine does) -------
@@ -193,7 +209,9 @@ class Linemon:
         while True:
             now = self.clock()
             self._wake.clear()
-            await self._publish(self.engine.on_tick(now), durable=False)
+            if not self._ticked_inline:  # else `ingest` ticked just now, and woke us to re-plan
+                await self._publish(self.engine.on_tick(now), durable=False)
+            self._ticked_inline = False
             wait = TICK_S
             due = self.engine.alerts.next_due()
             if due is not None:

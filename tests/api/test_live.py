@@ -8,15 +8,17 @@ import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from api.app import create_app
 from api.live_hub import URGENT_GAP_S
 from linemon.model import Quality, Sample
-from tests.api.conftest import Api, Served
+from tests.api.conftest import Api, Served, running_plant, uvicorn_serving
 from tests.api.plant import KEY, NOW, bearer
 from tests.support.plants import eventually
 
@@ -161,6 +163,28 @@ async def test_websocket_snapshot_then_a_stop_pushed_as_a_state_change(served: S
             await receive(ws)
             stamps.append(time.monotonic())
         assert stamps[1] - stamps[0] >= 0.9
+
+
+async def test_a_stop_and_its_unheld_alert_reach_the_board_in_one_push(tmp_path: Path) -> None:
+    """The engine ticks in the step that ingested the stop, so the alert of a rule without a
+    hold is announced with the state change, not later by the tick task (not even running
+    here): one push carries both, with no wait for the alert to catch up."""
+    async with running_plant(tmp_path, rules={"machine_stop": {"after_s": 0}}) as (lm, clock), \
+            uvicorn_serving(create_app(lm, manage=False)) as (url, _):
+        query = f"?key={KEY['kiosk-a'].key}"
+        async with connect(f"ws://{url}/api/v1/lines/line-a/live{query}") as ws:
+            await receive(ws)
+            at = NOW + timedelta(seconds=5)
+            clock.now = at
+            await lm.ingest([Sample("press-a1", "fault_code", 17, at, at, Quality.GOOD, "gw"),
+                             Sample("press-a1", "state", 4, at, at, Quality.GOOD, "gw")])
+            pushed = await receive_until(ws, lambda m: any(
+                c["kind"] == "state" and c["machine"] == "press-a1" for c in m["changes"]))
+    press = [(c["kind"], c.get("state"), c.get("change")) for c in pushed["changes"]
+             if c["machine"] == "press-a1" and c["kind"] in ("state", "alert")]
+    assert press == [("state", "down", None), ("alert", "firing", "firing")]
+    [alert] = [a for a in pushed["line"]["alerts"] if a["machine"] == "press-a1"]
+    assert (alert["rule_id"], alert["state"]) == ("machine_stopped", "firing")
 
 
 async def test_a_flapping_machine_s_changes_all_reach_the_board_in_fewer_pushes(
