@@ -437,9 +437,11 @@ async def caught_up(http: httpx.AsyncClient, expect: int, max_s: float) -> tuple
     return received, time.monotonic() - began
 
 
-async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str, Any]:
+async def run(minutes: float, rate: int = RATE, split: bool = False,
+              api_phases: bool = True) -> dict[str, Any]:
     """Prime (every machine gets values), then idle: saturation and the idle latency probe,
-    then the load with the probe and the API phases, then the counts."""
+    then the load with the probe and the API phases, then the counts. Without `api_phases`
+    (development runs) figure 5 is not measured and the whole load is ingest only."""
     load_s = minutes * 60
     short = load_s < 360
     phase_s = 6.0 if short else 20.0
@@ -475,7 +477,8 @@ async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str
                 primed = sum(json.loads((wd / f"prime-{i}.json").read_text())["published"]
                              for i in range(PUBLISHERS))
                 await caught_up(http, primed, 30)
-                sat = await saturation(lm, key, wd, sat_s, SATURATION_REPS)
+                sat = (await saturation(lm, key, wd, sat_s, SATURATION_REPS) if api_phases
+                       else None)
                 stop_mon, stop_probe = asyncio.Event(), asyncio.Event()
                 ws_url = f"ws://127.0.0.1:{api_port}/api/v1/lines/{LIVE_LINE}/live"
                 broker_stats: dict[str, int] = {}
@@ -495,13 +498,15 @@ async def run(minutes: float, rate: int = RATE, split: bool = False) -> dict[str
                     broker.process.pid if broker.process else None,
                     influx.proc.pid if influx.proc else None))
                 await asyncio.sleep(warmup_s)
-                ceiling, ceiling_port = await asyncio.to_thread(start_ceiling, wd)
-                try:
-                    http_results = await http_phases(lm, key, wd, phase_s, HTTP_REPS, windows,
-                                                     began, ceiling_port, probe)
-                finally:
-                    ceiling.terminate()
-                    ceiling.wait(10)
+                http_results: dict[str, list[dict[str, Any]]] = {}
+                if api_phases:
+                    ceiling, ceiling_port = await asyncio.to_thread(start_ceiling, wd)
+                    try:
+                        http_results = await http_phases(lm, key, wd, phase_s, HTTP_REPS,
+                                                         windows, began, ceiling_port, probe)
+                    finally:
+                        ceiling.terminate()
+                        ceiling.wait(10)
                 await asyncio.to_thread(lambda: [p.wait() for p in pubs])
                 load_end = time.monotonic() - began[0]
                 wall1 = time.time()
@@ -565,7 +570,7 @@ def _mean_write_ms(samples: list[Sample], a: float, b: float) -> float | None:
 def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
             counts: dict[tuple[str, str], int], samples: list[Sample], load_end: float,
             windows: list[tuple[float, float]], warmup_s: float, drain_s: float, probe: Probe,
-            http_results: dict[str, list[dict[str, Any]]], sat: dict[str, list[float]],
+            http_results: dict[str, list[dict[str, Any]]], sat: dict[str, list[float]] | None,
             wall_s: float, rate: int, received: int, broker_stats: dict[str, int],
             split: bool) -> dict[str, Any]:
     signal_of = {name: sig for sig, (name, _) in TAGS.items()}
@@ -769,17 +774,18 @@ def analyse(minutes: float, loads: list[dict[str, Any]], published: int,
                 "the load, open loop (ms from the scheduled time; 8 connections)",
                 ["load", "reps", "p99 median (min..max)", "pooled p50", "pooled p999",
                  "errors"], rows)
-    lin, ceil = Stats.of(sat["linemon"]), Stats.of(sat["ceiling"])
-    ratios = [a / b for a, b in zip(sat["linemon"], sat["ceiling"], strict=True)]
-    fig5["saturation"] = {"linemon_rps": lin.as_dict(), "ceiling_rps": ceil.as_dict(),
-                          "ratio": Stats.of(ratios).as_dict(),
-                          "body_bytes": int(sat["body_bytes"][0]),
-                          "load": "none (before the load, every machine primed with values)"}
-    print_table("figure 5: saturation, closed loop, 8 connections, no ingest "
-                f"(body {int(sat['body_bytes'][0]):,} bytes)", ["endpoint", "req/s"], [
-                    ["GET /api/v1/lines/line-1 (linemon)", lin.spread("{:.0f}")],
-                    ["pre-serialized Response(bytes) (ceiling)", ceil.spread("{:.0f}")],
-                    ["ratio linemon / ceiling", Stats.of(ratios).spread("{:.2f}")]])
+    if sat is not None:  # measured unless the run skipped the API phases
+        lin, ceil = Stats.of(sat["linemon"]), Stats.of(sat["ceiling"])
+        ratios = [a / b for a, b in zip(sat["linemon"], sat["ceiling"], strict=True)]
+        fig5["saturation"] = {"linemon_rps": lin.as_dict(), "ceiling_rps": ceil.as_dict(),
+                              "ratio": Stats.of(ratios).as_dict(),
+                              "body_bytes": int(sat["body_bytes"][0]),
+                              "load": "none (before the load, every machine primed with values)"}
+        print_table("figure 5: saturation, closed loop, 8 connections, no ingest "
+                    f"(body {int(sat['body_bytes'][0]):,} bytes)", ["endpoint", "req/s"], [
+                        ["GET /api/v1/lines/line-1 (linemon)", lin.spread("{:.0f}")],
+                        ["pre-serialized Response(bytes) (ceiling)", ceil.spread("{:.0f}")],
+                        ["ratio linemon / ceiling", Stats.of(ratios).spread("{:.2f}")]])
 
     fig6 = {"rss_series_mib": [(round(x.t), round(x.rss / 2**20, 1)) for x in samples][::6],
             "rss_first_minute_mib": round(rss_first / 2**20, 1),
@@ -839,6 +845,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--deployment", choices=["one", "split"], default="one",
                         help="one `linemon run` process, or an engine and an API process")
     parser.add_argument("--force", action="store_true", help="run on a busy machine")
+    parser.add_argument("--no-api-phases", action="store_true",
+                        help="development: skip figure 5, the whole load is ingest only")
     args = parser.parse_args(argv)
     if args.force:
         os.environ["LINEMON_BENCH_FORCE"] = "1"
@@ -846,7 +854,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"sustained: {args.minutes:g} min at {args.rate:,} msg/s on {machine()}, "
           f"deployment: {args.deployment}", flush=True)
     began = time.monotonic()
-    out = asyncio.run(run(args.minutes, args.rate, split=args.deployment == "split"))
+    out = asyncio.run(run(args.minutes, args.rate, split=args.deployment == "split",
+                          api_phases=not args.no_api_phases))
     out["took_s"] = round(time.monotonic() - began, 1)
     print(f"sustained: took {out['took_s']} s")
     return out
