@@ -12,7 +12,7 @@ A machine's state change or an alert change is the news a board exists for: it g
 at once, not at the next slot, yet no sooner than `URGENT_GAP_S` after the last urgent
 push, so a flapping machine cannot flood the boards (a heartbeat push just before does
 not hold it back). A stop alert without a hold comes in the same announcement as its state
-change (the engine ticks in the step that ingested it), so the two share one push.
+change (the engine ticks in the step that made the change), so the two share one push.
 A slow client is never waited for: it keeps only the newest snapshot and the changes
 that piled up (bounded; overflow is counted).
 """

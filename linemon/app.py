@@ -18,6 +18,7 @@ import gc
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from collector.historian.historian import Historian
 from collector.sources.base import Source, build_sources
@@ -66,6 +67,15 @@ class AlertConflict(Exception):
     """The alert is in a state that does not allow the change (only a firing one is acked)."""
 
 
+class _Write(NamedTuple):
+    """Events for the ordered writer; `done` learns when they are on disk, and `after` is a
+    batch they must not be spooled before."""
+
+    events: list[Event]
+    done: asyncio.Future[None] | None = None
+    after: asyncio.Future[None] | None = None
+
+
 class Linemon:
     def __init__(self, config: PlantConfig, clock: Clock = wall_clock) -> None:
         self.config = config
@@ -82,8 +92,7 @@ class Linemon:
         # Events made outside a source's batch (ticks, gaps, people), spooled in order by
         # one writer: the tick never waits for the disk (a stop's alert would wait behind
         # the previous tick's commit), and the spool still gets them in the order made.
-        self._writes: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None]] = \
-            asyncio.Queue()
+        self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._ticked_inline = False
@@ -95,25 +104,26 @@ class Linemon:
         """Returns once the samples and their events are durable."""
         now = self.clock()
         events = self.engine.on_samples(samples, now)
-        ticked: list[Event] = []
-        if any(isinstance(e, StateChanged) for e in events):
-            # The engine ticks in this same step: a stop's alert (a rule without a hold)
-            # is announced with the state change that caused it, not one loop turn later
-            # from the tick task, behind whatever else is ready by then.
-            ticked = self.engine.on_tick(now)
-            self._ticked_inline = True
-            self._wake.set()  # the tick task re-plans (the tick may have begun a hold)
+        ticked = self._tick_on_change(events, now)
         if events or ticked:
             self.listeners.send(events + ticked)
-        if ticked and self._writer is not None:
-            # Spooled by the one writer, in order with the tick task's events, yet after the
-            # batch: `historian.write` below queues before that writer next runs.
-            self._writes.put_nowait((ticked, None))
-        # Queued for the spool before anything else runs, so a stop's alert lands after
-        # the state change that caused it.
-        await self.historian.write(samples, events)
-        if ticked and self._writer is None:  # not started (tools, tests): nobody to queue for
-            await self.historian.write_events(ticked)
+        writer = self._writer  # read once: start() or stop() may run while we wait below
+        if writer is None:  # not started (tools, tests): nobody to queue for
+            await self.historian.write(samples, events)
+            if ticked:
+                await self.historian.write_events(ticked)
+            return
+        # The tick's events go to the one writer, in order with the tick task's, but not
+        # before this batch is stored: a stop's alert never lands before the stop, even
+        # when the spool fails and both are retried.
+        stored = asyncio.get_running_loop().create_future() if ticked else None
+        if ticked:
+            self._writes.put_nowait(_Write(ticked, after=stored))
+        try:
+            await self.historian.write(samples, events)
+        finally:
+            if stored is not None:
+                stored.set_result(None)  # stored or not, the tick's events are the writer's
 
     async def publish(self, events: list[Event]) -> None:
         """Events made outside the pipeline (a person's acknowledgement) go the same way."""
@@ -128,14 +138,16 @@ class Linemon:
             await self.historian.write_events(events)
             return
         done = asyncio.get_running_loop().create_future() if durable else None
-        self._writes.put_nowait((events, done))
+        self._writes.put_nowait(_Write(events, done))
         if done is not None:
             await done
 
     async def _write_events(self) -> None:
         while True:
-            events, done = await self._writes.get()
+            events, done, after = await self._writes.get()
             try:
+                if after is not None:
+                    await asyncio.wait([after])
                 await self.historian.write_events(events)  # retried while the spool fails
             except asyncio.CancelledError:
                 if done is not None:
@@ -154,8 +166,18 @@ class Linemon:
 
     def _announce(self, events: list[Event]) -> None:
         if any(isinstance(e, StateChanged) for e in events):
-            self._wake.set()  # a stop's alert (a source lost, say) must not wait a second
+            self._wake.set()  # a tick-made stop's alert must not wait a second
         self.listeners.send(events)
+
+    def _tick_on_change(self, events: list[Event], now: datetime) -> list[Event]:
+        """A state change ticks the engine in the same step: a stop's alert (a rule without
+        a hold) is announced with the state change that caused it, not one loop turn later
+        from the tick task, behind whatever else is ready by then."""
+        if not any(isinstance(e, StateChanged) for e in events):
+            return []
+        self._ticked_inline = True
+        self._wake.set()  # the tick task re-plans (this tick may have begun a hold)
+        return self.engine.on_tick(now)
 
     # --- what people do (the API calls these; scaled out, the line's engine does) -------
 
@@ -199,13 +221,20 @@ class Linemon:
 
     def _on_gap(self, source: str, at: datetime, why: str) -> None:
         events = self.engine.source_lost(source, at, why)
-        if events:
-            self._tasks = [t for t in self._tasks if not t.done()]  # gaps recur for months
-            self._tasks.append(asyncio.create_task(self._publish(events, durable=False),
-                                                   name=f"gap:{source}"))
+        events += self._tick_on_change(events, self.clock())
+        if not events:
+            return
+        self.listeners.send(events)
+        if self._writer is not None:
+            self._writes.put_nowait(_Write(events))
+            return
+        self._tasks = [t for t in self._tasks if not t.done()]  # gaps recur for months
+        self._tasks.append(asyncio.create_task(self.historian.write_events(events),
+                                               name=f"gap:{source}"))
 
     async def _tick(self) -> None:
-        """Every second, at once after a state change, and when a pending alert's hold ends."""
+        """Every second, when a pending alert's hold ends, and at once after a state change
+        the tick itself made (a machine gone stale); `_tick_on_change` ticks for the rest."""
         while True:
             now = self.clock()
             self._wake.clear()
@@ -253,7 +282,7 @@ class Linemon:
                 await self._writer
             self._writer = None
             while not self._writes.empty():  # left after the timeout: their waiters learn it
-                _, done = self._writes.get_nowait()
+                done = self._writes.get_nowait().done
                 if done is not None and not done.done():
                     done.set_exception(RuntimeError("linemon stopped before they were spooled"))
         gc.unfreeze()  # what start-up froze may be garbage now (tests start many instances)

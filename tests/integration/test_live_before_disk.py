@@ -51,8 +51,10 @@ async def test_a_stop_reaches_listeners_while_the_spool_cannot_write(tmp_path: P
 
 async def test_the_tick_pages_a_second_stop_while_the_spool_cannot_write(tmp_path: Path) -> None:
     """The engine's tick announces what it makes without waiting for the disk: with the
-    spool stuck after one stop's alert, the next machine's stop still pages."""
-    rules = {"machine_stop": {"after_s": 0}}
+    spool stuck after one stop's alert, the next machine's stop still pages. The alerts have
+    a hold, so the tick task fires them (not the tick in the stop's own step) once it
+    has passed."""
+    rules = {"machine_stop": {"after_s": 1}}
     async with running_plant(tmp_path, history=False, rules=rules) as (lm, clock):
         lm._writer = asyncio.create_task(lm._write_events())  # what lm.start() runs, without
         lm._tasks.append(asyncio.create_task(lm._tick()))     # sources (no broker here)
@@ -73,9 +75,14 @@ async def test_the_tick_pages_a_second_stop_while_the_spool_cannot_write(tmp_pat
         batches = []
         try:
             for i, machine in enumerate(("press-a1", "weld-a2"), start=1):
-                clock.now = at = BASE + timedelta(seconds=i)
+                clock.now = at = BASE + timedelta(seconds=10 * i)
                 stop = Sample(machine, "state", STATE["down"], at, at, Quality.GOOD, "gw")
                 batches.append(asyncio.create_task(lm.ingest([stop])))
+                await asyncio.sleep(0.05)  # the stop is in: its alert is pending, held 1 s
+                assert not live.empty() and lm.engine.alerts.next_due() == at + timedelta(
+                    seconds=1)
+                clock.now = at + timedelta(seconds=2)
+                lm._wake.set()  # the plant's clock jumped past the hold: tell the tick task
                 await asyncio.wait_for(firing(machine), 3)
             assert not any(b.done() for b in batches), "the batches wait for the disk"
         finally:
