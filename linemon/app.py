@@ -105,8 +105,10 @@ class Linemon:
         now = self.clock()
         events = self.engine.on_samples(samples, now)
         ticked = self._tick_on_change(events, now)
-        if events or ticked:
+        if ticked:
             self.listeners.send(events + ticked)
+        elif events:  # most batches: no copy of their events
+            self.listeners.send(events)
         writer = self._writer  # read once: start() or stop() may run while we wait below
         if writer is None:  # not started (tools, tests): nobody to queue for
             await self.historian.write(samples, events)
@@ -238,7 +240,7 @@ class Linemon:
         while True:
             now = self.clock()
             self._wake.clear()
-            if not self._ticked_inline:  # else `ingest` ticked just now, and woke us to re-plan
+            if not self._ticked_inline:  # else `_tick_on_change` ticked just now, and woke us
                 await self._publish(self.engine.on_tick(now), durable=False)
             self._ticked_inline = False
             wait = TICK_S
