@@ -1,0 +1,83 @@
+"""linemon/allocator.py: once a large block was freed, the next large one still gets a
+mapping of its own (and goes back to the system when freed) instead of heap pages.
+
+Each case runs in a fresh interpreter: the setting is process-wide, and this suite's own
+process has had it since the first Linemon started."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+MAPPED_AFTER_A_BIGGER_BLOCK = """
+import ctypes, sys
+from linemon.allocator import fix_mmap_threshold
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "fixed" and not fix_mmap_threshold():
+    sys.exit("mallopt refused the threshold")
+bigger = bytearray(8 << 20)  # mapped; freeing it moves glibc's threshold up to 8 MiB
+del bigger
+before = libc.mallinfo2().hblkhd
+block = bytearray(1 << 20)
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc",
+                                reason="the setting is glibc's (elsewhere it does nothing)")
+
+
+def mapped_for_a_1_mib_block(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", MAPPED_AFTER_A_BIGGER_BLOCK, mode],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_with_the_fixed_threshold_a_block_gets_its_own_mapping_after_a_bigger_one() -> None:
+    assert mapped_for_a_1_mib_block("fixed") >= 1 << 20
+
+
+def test_glibc_left_alone_serves_it_from_the_heap() -> None:
+    """What the setting is for: without it the same block takes heap pages."""
+    assert mapped_for_a_1_mib_block("default") == 0
+
+
+HOLES_GIVEN_BACK = """
+import sys
+from linemon.allocator import fix_mmap_threshold, return_free_memory
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+fix_mmap_threshold()
+blocks = [bytearray(4096) for _ in range(20_000)]  # ~80 MiB of heap, below the threshold
+del blocks[:-1]  # the last one keeps the heap's top: nothing is given back on free
+before = rss_kib()
+if sys.argv[1] == "trim" and not return_free_memory():
+    sys.exit("malloc_trim gave nothing back")
+print(before - rss_kib())
+"""
+
+
+def given_back_kib(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", HOLES_GIVEN_BACK, mode],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def test_free_pages_between_blocks_in_use_go_back_to_the_system() -> None:
+    assert given_back_kib("trim") > 60 * 1024
+
+
+def test_without_it_the_process_keeps_them() -> None:
+    assert given_back_kib("keep") < 4 * 1024
