@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -80,3 +81,9 @@ async def test_unknown_line_is_a_problem_json_404(running) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "no line 'nope'" in response.json()["detail"]
+
+
+async def test_a_running_linemon_hands_free_memory_back_once_a_minute(running) -> None:
+    """linemon/allocator.py: the task that returns free heap pages runs with the engine."""
+    names = {task.get_name(): task for task in asyncio.all_tasks()}
+    assert "return-free-memory" in names and not names["return-free-memory"].done()
