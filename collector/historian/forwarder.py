@@ -46,7 +46,7 @@ from .backends.base import (
     StoreTooLarge,
     StoreUnavailable,
 )
-from .spool import Spool, SpooledRecord
+from .spool import Spool, SpoolBatch
 
 log = logging.getLogger(__name__)
 
@@ -246,35 +246,35 @@ class Forwarder:
         cycle, since returning after the events starved the samples whenever a cycle took
         longer than the gap between two events."""
         wrote_events = False
-        events = await self._spool.peek(self._batch, kind="event")
-        if events:
+        events = await self._spool.peek_batch(self._batch, kind="event")
+        if len(events):
             await self._write("event", events)
             await self._succeeded()
             wrote_events = True
         now = time.monotonic()
         size = self._size
-        live: list[SpooledRecord] = []
+        live = SpoolBatch()
         live_due = (self._urgent or self._pending_live >= self._batch
                     or now - self._last_live_check >= self._interval)
         if live_due:
             self._last_live_check = now
-            live = await self._spool.peek(size, kind="sample", min_id=self._live_mark + 1)
-        backlog: list[SpooledRecord] = []
+            live = await self._spool.peek_batch(size, kind="sample", min_id=self._live_mark + 1)
+        backlog = SpoolBatch()
         backlog_done = False
         room = size - len(live)
         if self._backlog and room > 0:
             n = self._bucket.take(room, now)
             if n:
-                backlog = await self._spool.peek(n, kind="sample", max_id=self._live_mark)
+                backlog = await self._spool.peek_batch(n, kind="sample", max_id=self._live_mark)
                 self._bucket.give_back(n - len(backlog))
                 backlog_done = len(backlog) < n
-        if not live and not backlog:
+        if not len(live) and not len(backlog):
             if backlog_done:
                 self._replay_done()
             if live_due:
                 self._pending_live = 0
             return wrote_events
-        await self._write("sample", backlog + live)
+        await self._write("sample", SpoolBatch.join([backlog, live]))
         full = len(backlog) + len(live) >= size
         self._size = min(2 * size, self._batch * CATCHUP_FACTOR) if full else self._batch
         self.counters.replayed += len(backlog)
@@ -284,38 +284,37 @@ class Forwarder:
         await self._succeeded()
         return True
 
-    async def _write(self, kind: str, recs: list[SpooledRecord]) -> None:
+    async def _write(self, kind: str, batch: SpoolBatch) -> None:
         """Write and ack; on a rejection bisect down to the bad point(s) and quarantine them."""
         try:
-            await self._timed_write(kind, recs)
+            await self._timed_write(kind, batch)
         except (StoreRejected, StoreTooLarge) as err:
-            if len(recs) == 1:
-                await self._spool.quarantine([(recs[0].id, str(err)[:2000])])
+            if len(batch) == 1:
+                await self._spool.quarantine([(batch.ids[0], str(err)[:2000])])
                 self.counters.quarantined += 1
                 log.warning("historian quarantined a point the store rejected: %s | %s",
-                            str(err)[:300], recs[0].lp[:300])
+                            str(err)[:300], batch.lines.line(0)[:300])
                 self._signal_progress()
                 return
-            mid = len(recs) // 2
-            await self._write(kind, recs[:mid])
-            await self._write(kind, recs[mid:])
+            for half in batch.split(len(batch) // 2):
+                await self._write(kind, half)
             return
         except StoreError:
             self.counters.failed_requests += 1
             raise
-        await self._spool.ack([r.id for r in recs])
+        await self._spool.ack_batch(batch)
         if kind == "sample":
-            oldest = min(r.ts_ns for r in recs)
+            oldest = min(batch.ts_ns)
             if self._oldest_sample is None or oldest < self._oldest_sample:
                 self._oldest_sample = oldest
-        self.counters.written += len(recs)
+        self.counters.written += len(batch)
         self._signal_progress()
 
-    async def _timed_write(self, kind: str, recs: list[SpooledRecord]) -> None:
+    async def _timed_write(self, kind: str, batch: SpoolBatch) -> None:
         self.counters.write_requests += 1
         began = time.monotonic()
         try:
-            await self._store.write(kind, [r.lp for r in recs])
+            await self._store.write(kind, batch.lines)
         finally:
             self.counters.write_seconds += time.monotonic() - began
 

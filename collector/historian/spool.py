@@ -30,13 +30,14 @@ from .spool_db import (
     RECORD_OVERHEAD,
     QuarantinedRecord,
     Record,
+    SpoolBatch,
     SpoolCounters,
     SpoolDb,
     SpooledRecord,
 )
 
-__all__ = ["RECORD_OVERHEAD", "QuarantinedRecord", "Record", "Spool", "SpoolCounters",
-           "SpoolError", "SpooledRecord"]
+__all__ = ["RECORD_OVERHEAD", "QuarantinedRecord", "Record", "Spool", "SpoolBatch",
+           "SpoolCounters", "SpoolError", "SpooledRecord"]
 
 _STOP = object()
 # 10 ms: a pipelined MQTT source puts a small batch every few ms; paced, they share one
@@ -85,9 +86,19 @@ class Spool:
         """The oldest `limit` records (by id) in [min_id, max_id], optionally of one kind."""
         return await self._call(SpoolDb.peek, limit, kind, min_id, max_id)
 
+    async def peek_batch(
+        self, limit: int, *, kind: str | None = None, min_id: int = 0, max_id: int | None = None
+    ) -> SpoolBatch:
+        """What `peek` returns, as one text and arrays: what the forwarder writes."""
+        return await self._call(SpoolDb.peek_batch, limit, kind, min_id, max_id)
+
     async def ack(self, ids: Sequence[int]) -> int:
         """Remove records the store acknowledged; returns how many were still there."""
         return await self._call(SpoolDb.ack, list(ids)) if ids else 0
+
+    async def ack_batch(self, batch: SpoolBatch) -> int:
+        """`ack` of a batch's records, without a Python int per id (its ids ascend)."""
+        return await self._call(SpoolDb.ack, batch.ids, True) if len(batch) else 0
 
     async def quarantine(self, items: Sequence[tuple[int, str]]) -> int:
         """Move (id, error) records the store rejected into the quarantine table."""

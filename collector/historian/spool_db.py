@@ -11,6 +11,10 @@ so callers still peek, ack and quarantine single records. A chunk row is never
 rewritten (its text can be large): records removed from a chunk that still holds others
 are marked in the small `gone` row of that chunk, and the chunk and its `gone` row are
 deleted together when its last record goes.
+
+Each line in a chunk's text is followed by a LF, so that a run of records is already the
+body of a write request: `peek_batch` hands the forwarder one text per batch (see
+linebatch.py) instead of a `str` and a record object per record.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import json
 import logging
 import sqlite3
 import struct
+import sys
 import threading
 import time
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
+
+from .linebatch import LineBatch
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,11 @@ RECORD_OVERHEAD = 48
 # one record. A typical source batch (up to 1,000) is one chunk.
 CHUNK_MAX = 1000
 
+# In the meta table once every chunk's lines end with a LF (before, lines were concatenated
+# as they were; such chunks are converted when the spool is opened).
+FORMAT_KEY, FORMAT_LF = "chunk_lines", "lf"
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunk(
     last_id INTEGER PRIMARY KEY AUTOINCREMENT,  -- id of its last record; AUTOINCREMENT keeps
@@ -49,8 +62,8 @@ CREATE TABLE IF NOT EXISTS chunk(
     min_ts INTEGER NOT NULL,                    -- oldest ts_ns of its records
     nbytes INTEGER NOT NULL,                    -- budget bytes of all its records
     meta BLOB NOT NULL,                         -- per record: int64 ts_ns, then uint32 end of
-                                                -- its line in lp (lines may hold a LF)
-    lp TEXT NOT NULL);                          -- the lines, concatenated
+                                                -- its line and LF in lp (lines may hold a LF)
+    lp TEXT NOT NULL);                          -- the lines, each followed by a LF
 CREATE INDEX IF NOT EXISTS chunk_kind ON chunk(kind, last_id);
 CREATE INDEX IF NOT EXISTS chunk_plain ON chunk(priority, last_id);
 CREATE TABLE IF NOT EXISTS gone(                -- records already removed from a chunk
@@ -86,6 +99,51 @@ class SpooledRecord:
     kind: str
     priority: bool
     ts_ns: int
+
+
+@dataclass(slots=True)
+class SpoolBatch:
+    """Spooled records as the forwarder writes them: ids ascending, with the timestamp and
+    the line of each, in arrays and one text rather than an object per record."""
+
+    ids: array[int] = field(default_factory=lambda: array("q"))
+    ts_ns: array[int] = field(default_factory=lambda: array("q"))
+    lines: LineBatch = field(default_factory=LineBatch)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def split(self, at: int) -> tuple[SpoolBatch, SpoolBatch]:
+        """(records before `at`, records from `at` on)."""
+        head, tail = self.lines.split(at)
+        return (SpoolBatch(self.ids[:at], self.ts_ns[:at], head),
+                SpoolBatch(self.ids[at:], self.ts_ns[at:], tail))
+
+    @classmethod
+    def join(cls, batches: Sequence[SpoolBatch]) -> SpoolBatch:
+        """One batch of several, in the order given (their ids must ascend across them)."""
+        nonempty = [b for b in batches if len(b)]
+        if len(nonempty) <= 1:
+            return nonempty[0] if nonempty else cls()
+        ids, ts = array("q"), array("q")
+        for b in nonempty:
+            ids.extend(b.ids)
+            ts.extend(b.ts_ns)
+        return cls(ids, ts, LineBatch.join(b.lines for b in nonempty))
+
+
+@dataclass(slots=True)
+class _Run:
+    """Consecutive live records lo..hi (offsets) of one chunk, as peeks return them."""
+
+    first: int
+    kind: str
+    priority: bool
+    text: str
+    ts: array[int]
+    ends: array[int]
+    lo: int
+    hi: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +200,24 @@ def _nbytes(lp: str) -> int:
 
 
 def _line(text: str, ends: Sequence[int], offset: int) -> str:
-    """Record `offset`'s line out of a chunk's text."""
-    return text[ends[offset - 1] if offset else 0:ends[offset]]
+    """Record `offset`'s line out of a chunk's text, without its LF."""
+    return text[ends[offset - 1] if offset else 0:ends[offset] - 1]
 
 
 def _pack(ts: Sequence[int], ends: Sequence[int]) -> bytes:
     return struct.pack(f"<{len(ts)}q{len(ends)}I", *ts, *ends)
 
 
-def _unpack(meta: bytes, n: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(ts_ns per record, end of each record's line in the chunk's text)."""
-    values = struct.unpack(f"<{n}q{n}I", meta)
-    return values[:n], values[n:]
+def _unpack(meta: bytes, n: int) -> tuple[array[int], array[int]]:
+    """(ts_ns per record, end of each record's LF in the chunk's text), as arrays: a peek
+    reads every chunk it touches, and tuples would make two int objects per record."""
+    ts, ends = array("q"), array("I")
+    ts.frombytes(meta[:8 * n])
+    ends.frombytes(meta[8 * n:])
+    if not _LITTLE_ENDIAN:
+        ts.byteswap()
+        ends.byteswap()
+    return ts, ends
 
 
 def _chunk_rows(records: Sequence[Record], first_id: int) -> tuple[list[tuple[Any, ...]], int]:
@@ -170,11 +234,13 @@ def _chunk_rows(records: Sequence[Record], first_id: int) -> tuple[list[tuple[An
             j += 1
         lines = [r.lp for r in records[i:j]]
         ts = [r.ts_ns for r in records[i:j]]
-        text = "".join(lines)
-        nbytes = len(text.encode("utf-8", "surrogatepass")) + RECORD_OVERHEAD * (j - i)
+        text = "\n".join(lines) + "\n"
+        # The LFs are not charged: the budget counts each line and RECORD_OVERHEAD.
+        nbytes = len(text.encode("utf-8", "surrogatepass")) + (RECORD_OVERHEAD - 1) * (j - i)
         last = first_id + j - i - 1
+        ends = accumulate(len(line) + 1 for line in lines)
         rows.append((last, first_id, kind, int(priority), min(ts), nbytes,
-                     _pack(ts, list(accumulate(map(len, lines)))), text))
+                     _pack(ts, list(ends)), text))
         added += nbytes
         first_id, i = last + 1, j
     return rows, added
@@ -187,6 +253,7 @@ class SpoolDb:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
         self.conn.executescript(SCHEMA)
+        self._end_lines_with_lf(path)
         self._migrate(path)
         self._lock = threading.Lock()  # counters are read from the event loop's thread
         self._c = SpoolCounters()
@@ -200,6 +267,37 @@ class SpoolDb:
         self._c.quarantined = self.conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
         if depth:
             log.info("spool %s: %d records (%d bytes) left from before", path, depth, nbytes)
+
+    def _end_lines_with_lf(self, path: Path) -> None:
+        """Give every line of a chunk written before FORMAT_LF its LF, in one transaction
+        with the format mark: a crash leaves the old chunks and no mark."""
+        if self.get_meta(FORMAT_KEY) == FORMAT_LF:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            converted, after = 0, -1
+            while True:  # in pages: a chunk is not changed under a running SELECT
+                rows = self.conn.execute(
+                    "SELECT last_id, first_id, meta, lp FROM chunk WHERE last_id>? "
+                    "ORDER BY last_id LIMIT 100", (after,)).fetchall()
+                if not rows:
+                    break
+                for last, first, meta, text in rows:
+                    ts, ends = _unpack(meta, last - first + 1)
+                    starts = [0, *ends[:-1]]
+                    lines = [text[a:b] for a, b in zip(starts, ends, strict=True)]
+                    new_ends = [end + i + 1 for i, end in enumerate(ends)]
+                    self.conn.execute("UPDATE chunk SET meta=?, lp=? WHERE last_id=?",
+                                      (_pack(ts, new_ends), "\n".join(lines) + "\n", last))
+                    converted += 1
+                after = rows[-1][0]
+            self.set_meta(FORMAT_KEY, FORMAT_LF)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+        if converted:
+            log.info("spool %s: %d chunks converted to lines ended by LF", path, converted)
 
     def _migrate(self, path: Path) -> None:
         """Move the records of a spool written with a row per record (table `record`) into
@@ -367,11 +465,14 @@ class SpoolDb:
                                 (rid,)).fetchone()
         return None if row is None else _Chunk.of(row)
 
-    def _locate(self, ids: Sequence[int]) -> Iterator[tuple[_Chunk, Sequence[int]]]:
+    def _locate(self, ids: Sequence[int], ascending: bool = False
+                ) -> Iterator[tuple[_Chunk, Sequence[int]]]:
         """(chunk, offsets of its live records among ids) for every chunk that holds some.
 
-        One query per chunk touched, not per id: acks come in runs of consecutive ids."""
-        ids = sorted(set(ids))
+        One query per chunk touched, not per id: acks come in runs of consecutive ids.
+        `ascending`: ids already ascend without repeats (a batch's), so are used as given."""
+        if not ascending:
+            ids = sorted(set(ids))
         i = 0
         while i < len(ids):
             ch = self._chunk_at(ids[i])
@@ -390,16 +491,17 @@ class SpoolDb:
                 yield ch, offsets
             i = j
 
-    def _remove(self, ids: Sequence[int]) -> tuple[int, int]:
+    def _remove(self, ids: Sequence[int], ascending: bool = False) -> tuple[int, int]:
         count = nbytes = 0
-        for ch, offsets in list(self._locate(ids)):  # all read before anything is changed
+        # all read before anything is changed
+        for ch, offsets in list(self._locate(ids, ascending)):
             n, b = self._remove_from(ch, offsets)
             count, nbytes = count + n, nbytes + b
         return count, nbytes
 
-    def ack(self, ids: Sequence[int]) -> int:
+    def ack(self, ids: Sequence[int], ascending: bool = False) -> int:
         self.conn.execute("BEGIN IMMEDIATE")
-        count, nbytes = self._remove(ids)
+        count, nbytes = self._remove(ids, ascending)
         self.conn.execute("COMMIT")
         with self._lock:
             self._c.depth -= count
@@ -462,10 +564,43 @@ class SpoolDb:
 
     def peek(self, limit: int, kind: str | None, min_id: int, max_id: int | None
              ) -> list[SpooledRecord]:
-        top = self.next_id if max_id is None else max_id
         out: list[SpooledRecord] = []
+        for run in self._live_runs(limit, kind, min_id, max_id):
+            start = run.ends[run.lo - 1] if run.lo else 0
+            for o in range(run.lo, run.hi + 1):
+                end = run.ends[o]
+                out.append(SpooledRecord(run.first + o, run.text[start:end - 1], run.kind,
+                                         run.priority, run.ts[o]))
+                start = end
+        return out
+
+    def peek_batch(self, limit: int, kind: str | None, min_id: int, max_id: int | None
+                   ) -> SpoolBatch:
+        """What peek returns, as one text and arrays (see SpoolBatch)."""
+        batch = SpoolBatch()
+        texts: list[str] = []
+        ends = batch.lines.ends
+        size = 0
+        for run in self._live_runs(limit, kind, min_id, max_id):
+            start = run.ends[run.lo - 1] if run.lo else 0
+            stop = run.ends[run.hi]
+            whole = start == 0 and stop == len(run.text)
+            texts.append(run.text if whole else run.text[start:stop])
+            shift = size - start
+            ends.extend(end + shift for end in run.ends[run.lo:run.hi + 1])
+            batch.ids.extend(range(run.first + run.lo, run.first + run.hi + 1))
+            batch.ts_ns.extend(run.ts[run.lo:run.hi + 1])
+            size += stop - start
+        batch.lines.text = "".join(texts)
+        return batch
+
+    def _live_runs(self, limit: int, kind: str | None, min_id: int, max_id: int | None
+                   ) -> Iterator[_Run]:
+        """The oldest `limit` live records in [min_id, max_id] (of `kind`), in id order, as
+        runs of consecutive records of one chunk."""
+        top = self.next_id if max_id is None else max_id
         if limit <= 0 or min_id > top:
-            return out
+            return
         sql = ("SELECT c.first_id, c.last_id, c.kind, c.priority, c.meta, c.lp, g.mask "
                "FROM chunk c LEFT JOIN gone g USING(last_id) WHERE c.last_id>=?")
         params: list[Any] = [min_id]
@@ -473,24 +608,31 @@ class SpoolDb:
             sql += " AND c.kind=?"
             params.append(kind)
         cur = self.conn.execute(sql + " ORDER BY c.last_id", params)
-        for first, last, k, priority, meta, text, mask_blob in cur:
-            if first > top:  # chunks are in id order and never overlap: nothing further
-                break
-            ts, ends = _unpack(meta, last - first + 1)
-            mask = int.from_bytes(mask_blob, "little") if mask_blob else 0
-            p = bool(priority)
-            lo, hi = max(min_id, first) - first, min(top, last) - first
-            start = ends[lo - 1] if lo else 0
-            for o in range(lo, hi + 1):
-                end = ends[o]
-                if not mask or not (mask >> o) & 1:
-                    out.append(SpooledRecord(first + o, text[start:end], k, p, ts[o]))
-                    if len(out) == limit:
-                        cur.close()
-                        return out
-                start = end
-        cur.close()
-        return out
+        left = limit
+        try:
+            for first, last, k, priority, meta, text, mask_blob in cur:
+                if first > top:  # chunks are in id order and never overlap: nothing further
+                    return
+                ts, ends = _unpack(meta, last - first + 1)
+                mask = int.from_bytes(mask_blob, "little") if mask_blob else 0
+                o, hi = max(min_id, first) - first, min(top, last) - first
+                while o <= hi:
+                    if (mask >> o) & 1:
+                        o += 1
+                        continue
+                    end = min(hi, o + left - 1)
+                    if mask:  # the run stops before the next record already gone
+                        stop = end
+                        end = o
+                        while end < stop and not (mask >> (end + 1)) & 1:
+                            end += 1
+                    yield _Run(first, k, bool(priority), text, ts, ends, o, end)
+                    left -= end - o + 1
+                    if not left:
+                        return
+                    o = end + 1
+        finally:
+            cur.close()
 
     def remaining(self, ids: Sequence[int] | None, max_id: int) -> int:
         if ids is not None:

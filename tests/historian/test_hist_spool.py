@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from collector.historian.spool import COMMIT_EVERY_S, RECORD_OVERHEAD, Record, Spool
+from collector.historian.spool import (
+    COMMIT_EVERY_S,
+    RECORD_OVERHEAD,
+    Record,
+    Spool,
+    SpoolBatch,
+    SpooledRecord,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -304,6 +311,83 @@ async def test_a_spool_of_the_row_per_record_format_is_migrated(tmp_path: Path) 
     await spool.close()
 
 
+def assert_same(batch: SpoolBatch, records: list[SpooledRecord]) -> None:
+    """A batch holds what peek returns: ids, timestamps and lines, in one text."""
+    assert list(batch.ids) == [r.id for r in records]
+    assert list(batch.ts_ns) == [r.ts_ns for r in records]
+    assert list(batch.lines.lines()) == [r.lp for r in records]
+    assert batch.lines.text == "".join(f"{r.lp}\n" for r in records)
+
+
+async def test_a_batch_holds_what_peek_returns_across_chunks_and_holes(tmp_path: Path) -> None:
+    spool = await open_spool(tmp_path / "s.sqlite")
+    lf = Record('note,machine=m1 text="a\nb" 5', "sample", False, 5)  # a LF inside a line
+    await spool.put([sample(1), sample(2), sample(3), lf])  # chunk 1-4
+    await spool.put([event(6)])  # 5
+    await spool.put([sample(i) for i in range(7, 12)])  # chunk 6-10
+    await spool.ack([2, 8])
+    for kind, min_id, max_id, limit in [(None, 0, None, 100), ("sample", 0, None, 100),
+                                        ("sample", 3, 9, 100), ("sample", 0, None, 4),
+                                        ("event", 0, None, 100), ("sample", 11, None, 5)]:
+        want = await spool.peek(limit, kind=kind, min_id=min_id, max_id=max_id)
+        assert_same(await spool.peek_batch(limit, kind=kind, min_id=min_id, max_id=max_id),
+                    want)
+    batch = await spool.peek_batch(100, kind="sample")
+    assert list(batch.ids) == [1, 3, 4, 6, 7, 9, 10]
+    head, tail = batch.split(3)
+    assert_same(SpoolBatch.join([head, tail]), await spool.peek(100, kind="sample"))
+    assert await spool.ack_batch(head) == 3
+    assert await spool.ack_batch(head) == 0  # acked twice: counted once
+    assert [r.id for r in await spool.peek(100)] == [5, 6, 7, 9, 10]
+    assert spool.counters().depth == 5
+    await spool.close()
+
+
+async def test_a_spool_of_chunks_without_lfs_is_converted(tmp_path: Path) -> None:
+    """Chunks written before lines ended with a LF (with a record gone from one) come back
+    the same, and the conversion runs once."""
+    import sqlite3
+    import struct
+
+    path = tmp_path / "s.sqlite"
+    spool = await open_spool(path)
+    await spool.close()  # the current schema, to be put back as the last version wrote it
+    lf = Record('note,machine=m1 text="a\nb" 3', "sample", False, 3)
+    chunks = [[sample(1), sample(2), lf], [event(4), event(5)]]
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM meta")
+        first = 1
+        for recs in chunks:
+            lines, ts = [r.lp for r in recs], [r.ts_ns for r in recs]
+            ends = [sum(len(x) for x in lines[:i + 1]) for i in range(len(lines))]
+            nbytes = sum(len(x.encode()) + RECORD_OVERHEAD for x in lines)
+            conn.execute("INSERT INTO chunk VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                         (first + len(recs) - 1, first, recs[0].kind, int(recs[0].priority),
+                          min(ts), nbytes,
+                          struct.pack(f"<{len(ts)}q{len(ends)}I", *ts, *ends), "".join(lines)))
+            first += len(recs)
+        # id 2 was acked: marked gone in its chunk
+        size = len(sample(2).lp) + RECORD_OVERHEAD
+        conn.execute("INSERT INTO gone VALUES(3, ?, 1, ?, 1)", (bytes([0b010]), size))
+    conn.close()
+
+    want = [(1, sample(1).lp), (3, lf.lp), (4, event(4).lp), (5, event(5).lp)]
+    for _ in range(2):  # the second open finds nothing to convert
+        spool = await open_spool(path)
+        got = await spool.peek(100)
+        assert [(r.id, r.lp) for r in got] == want
+        assert_same(await spool.peek_batch(100), got)
+        c = spool.counters()
+        assert (c.depth, c.bytes) == (4, budget_bytes([sample(1), lf, event(4), event(5)]))
+        await spool.close()
+    spool = await open_spool(path)
+    assert await spool.ack([3]) == 1 and await spool.ack([1]) == 1  # the chunk goes
+    assert spool.counters().bytes == budget_bytes([event(4), event(5)])
+    assert await spool.quarantine([(4, "rejected")]) == 1
+    assert [q.lp for q in await spool.list_quarantine()] == [event(4).lp]  # without its LF
+    await spool.close()
+
+
 async def test_random_operations_match_a_plain_model(tmp_path: Path) -> None:
     """Puts, peeks, partial acks, quarantines and restarts against a dict of what must be
     spooled: nothing lost, nothing twice, counters right."""
@@ -327,7 +411,13 @@ async def test_random_operations_match_a_plain_model(tmp_path: Path) -> None:
             assert [r.id for r in got] == want[:len(got)] and len(got) == min(len(want),
                                                                                len(got))
             assert [r.lp for r in got] == [model[r.id].lp for r in got]
-            if got:
+            batch = await spool.peek_batch(len(got) or 1, kind=kind, min_id=low)
+            assert_same(batch, got)
+            if got and rnd.random() < 0.5:  # as the forwarder acks: a batch, whole
+                assert await spool.ack_batch(batch) == len(batch)
+                for i in batch.ids:
+                    del model[i]
+            elif got:
                 done = [r.id for r in got[:rnd.randrange(1, len(got) + 1)]]
                 assert await spool.ack(done) == len(done)
                 for i in done:

@@ -6,8 +6,9 @@ decides from the error alone what to do with the batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
+
+from ..linebatch import LineBatch
 
 
 class StoreError(Exception):
@@ -41,6 +42,6 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write(self, kind: str, lines: Sequence[str]) -> None:
+    async def write(self, kind: str, batch: LineBatch) -> None:
         """Write line-protocol points of one kind ("sample" or "event") or raise StoreError."""
         ...

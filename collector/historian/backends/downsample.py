@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..linebatch import LineBatch
 from ..lineprotocol import encode_point
 from ..query import align
 from ..schema import SAMPLE_1M, from_ns, to_ns
@@ -186,7 +187,7 @@ class Downsampler:
             stop = min(safe_end, start + SLICE_NS)
             lines = await self.aggregate(start, stop)
             for i in range(0, len(lines), batch):
-                await self._store.write("aggregate", lines[i : i + batch])
+                await self._store.write("aggregate", LineBatch.of(lines[i : i + batch]))
             if stop > wm:
                 wm = stop
                 await self._spool.set_meta(WATERMARK, str(wm))

@@ -27,6 +27,7 @@ from influxdb_client.service.buckets_service import BucketsService
 from influxdb_client.service.organizations_service import OrganizationsService
 
 from ..config import InfluxBackendConfig
+from ..linebatch import LineBatch
 from .base import StoreAuthError, StoreRejected, StoreTooLarge, StoreUnavailable
 from .flux_csv import FluxQueryError, parse_cells, parse_rows
 from .influx_query import InfluxQueryMixin
@@ -125,7 +126,7 @@ class InfluxStore(InfluxQueryMixin, InfluxTotals):
             self._client = None
             self._write_api = None
 
-    async def write(self, kind: str, lines: Sequence[str]) -> None:
+    async def write(self, kind: str, batch: LineBatch) -> None:
         if self._write_api is None:
             raise StoreUnavailable("InfluxDB client is not open")
         bucket = self.bucket_for(kind)
@@ -133,7 +134,7 @@ class InfluxStore(InfluxQueryMixin, InfluxTotals):
             await self._check_buckets()
         try:
             await self._write_api.write(
-                bucket=bucket, org=self.cfg.org, record="\n".join(lines),
+                bucket=bucket, org=self.cfg.org, record=batch.text,
                 write_precision=WritePrecision.NS)
         except TRANSPORT_ERRORS as err:
             raise translate(err, f"write to {bucket}") from err

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from linemon.model import DowntimeCategory, DowntimeEvent, PartsProduced
 
 from ..config import SqliteBackendConfig
+from ..linebatch import LineBatch
 from ..lineprotocol import LineProtocolError, parse_line
 from ..query import (
     AuditEntry,
@@ -160,9 +161,9 @@ class SqliteStore(DowntimeReads, TotalReads):
         self._wpool.shutdown()
         self._rpool.shutdown()
 
-    async def write(self, kind: str, lines: Sequence[str]) -> None:
+    async def write(self, kind: str, batch: LineBatch) -> None:
         try:
-            points = [parse_line(line) for line in lines]
+            points = [parse_line(line) for line in batch.lines()]
             rows = tables.rows_by_table(points)
         except (LineProtocolError, tables.BadPoint) as err:
             raise StoreRejected(str(err)) from err
