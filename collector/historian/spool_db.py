@@ -14,7 +14,10 @@ deleted together when its last record goes.
 
 Each line in a chunk's text is followed by a LF, so that a run of records is already the
 body of a write request: `peek_batch` hands the forwarder one text per batch (see
-linebatch.py) instead of a `str` and a record object per record.
+linebatch.py) instead of a `str` and a record object per record. Chunks written before
+that (no LF, and `meta` one byte shorter) are converted when the spool is opened; the
+longer `meta` also makes an older linemon fail loudly on a newer chunk instead of misreading
+it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +50,11 @@ RECORD_OVERHEAD = 48
 # one record. A typical source batch (up to 1,000) is one chunk.
 CHUNK_MAX = 1000
 
-# In the meta table once every chunk's lines end with a LF (before, lines were concatenated
-# as they were; such chunks are converted when the spool is opened).
-FORMAT_KEY, FORMAT_LF = "chunk_lines", "lf"
+# Last byte of a chunk's `meta` when its lines end with a LF. Per chunk, not a mark for
+# the file: an older linemon run on the file meanwhile writes chunks without it.
+LF_FORMAT = b"\n"
 _LITTLE_ENDIAN = sys.byteorder == "little"
+assert array("I").itemsize == 4 and array("q").itemsize == 8  # meta's "<I" and "<q"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunk(
@@ -62,7 +66,8 @@ CREATE TABLE IF NOT EXISTS chunk(
     min_ts INTEGER NOT NULL,                    -- oldest ts_ns of its records
     nbytes INTEGER NOT NULL,                    -- budget bytes of all its records
     meta BLOB NOT NULL,                         -- per record: int64 ts_ns, then uint32 end of
-                                                -- its line and LF in lp (lines may hold a LF)
+                                                -- its line and LF in lp (lines may hold a LF);
+                                                -- then LF_FORMAT
     lp TEXT NOT NULL);                          -- the lines, each followed by a LF
 CREATE INDEX IF NOT EXISTS chunk_kind ON chunk(kind, last_id);
 CREATE INDEX IF NOT EXISTS chunk_plain ON chunk(priority, last_id);
@@ -121,10 +126,14 @@ class SpoolBatch:
 
     @classmethod
     def join(cls, batches: Sequence[SpoolBatch]) -> SpoolBatch:
-        """One batch of several, in the order given (their ids must ascend across them)."""
+        """One batch of several, in the order given: their ids must ascend across them, as
+        an ack of the batch takes them as they are (ValueError otherwise)."""
         nonempty = [b for b in batches if len(b)]
         if len(nonempty) <= 1:
             return nonempty[0] if nonempty else cls()
+        for a, b in pairwise(nonempty):
+            if a.ids[-1] >= b.ids[0]:
+                raise ValueError(f"batch ids {a.ids[-1]} then {b.ids[0]}: not ascending")
         ids, ts = array("q"), array("q")
         for b in nonempty:
             ids.extend(b.ids)
@@ -205,15 +214,18 @@ def _line(text: str, ends: Sequence[int], offset: int) -> str:
 
 
 def _pack(ts: Sequence[int], ends: Sequence[int]) -> bytes:
-    return struct.pack(f"<{len(ts)}q{len(ends)}I", *ts, *ends)
+    return struct.pack(f"<{len(ts)}q{len(ends)}I", *ts, *ends) + LF_FORMAT
 
 
-def _unpack(meta: bytes, n: int) -> tuple[array[int], array[int]]:
-    """(ts_ns per record, end of each record's LF in the chunk's text), as arrays: a peek
-    reads every chunk it touches, and tuples would make two int objects per record."""
+def _unpack(meta: bytes, n: int, lf: bool = True) -> tuple[array[int], array[int]]:
+    """(ts_ns per record, end of each record's line in the chunk's text, after its LF if
+    `lf`), as arrays: a peek reads every chunk it touches, and tuples would make two int
+    objects per record."""
+    if len(meta) != 12 * n + lf or (lf and meta[-1:] != LF_FORMAT):
+        raise sqlite3.DatabaseError(f"spool chunk of {n} records: {len(meta)} bytes of meta")
     ts, ends = array("q"), array("I")
     ts.frombytes(meta[:8 * n])
-    ends.frombytes(meta[8 * n:])
+    ends.frombytes(meta[8 * n:12 * n])
     if not _LITTLE_ENDIAN:
         ts.byteswap()
         ends.byteswap()
@@ -234,13 +246,15 @@ def _chunk_rows(records: Sequence[Record], first_id: int) -> tuple[list[tuple[An
             j += 1
         lines = [r.lp for r in records[i:j]]
         ts = [r.ts_ns for r in records[i:j]]
-        text = "\n".join(lines) + "\n"
+        lines.append("")  # the last line's LF, without copying the text again
+        text = "\n".join(lines)
+        lines.pop()
         # The LFs are not charged: the budget counts each line and RECORD_OVERHEAD.
         nbytes = len(text.encode("utf-8", "surrogatepass")) + (RECORD_OVERHEAD - 1) * (j - i)
         last = first_id + j - i - 1
-        ends = accumulate(len(line) + 1 for line in lines)
-        rows.append((last, first_id, kind, int(priority), min(ts), nbytes,
-                     _pack(ts, list(ends)), text))
+        ends = [end + i for i, end in enumerate(accumulate(map(len, lines)), 1)]
+        rows.append((last, first_id, kind, int(priority), min(ts), nbytes, _pack(ts, ends),
+                     text))
         added += nbytes
         first_id, i = last + 1, j
     return rows, added
@@ -269,21 +283,22 @@ class SpoolDb:
             log.info("spool %s: %d records (%d bytes) left from before", path, depth, nbytes)
 
     def _end_lines_with_lf(self, path: Path) -> None:
-        """Give every line of a chunk written before FORMAT_LF its LF, in one transaction
-        with the format mark: a crash leaves the old chunks and no mark."""
-        if self.get_meta(FORMAT_KEY) == FORMAT_LF:
+        """Give every line of the chunks written without LF_FORMAT its LF, in one
+        transaction: a crash leaves them as they were, and a chunk is only converted once."""
+        old = "length(meta) = 12 * (last_id - first_id + 1)"
+        if self.conn.execute(f"SELECT 1 FROM chunk WHERE {old} LIMIT 1").fetchone() is None:
             return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             converted, after = 0, -1
             while True:  # in pages: a chunk is not changed under a running SELECT
                 rows = self.conn.execute(
-                    "SELECT last_id, first_id, meta, lp FROM chunk WHERE last_id>? "
+                    f"SELECT last_id, first_id, meta, lp FROM chunk WHERE last_id>? AND {old} "
                     "ORDER BY last_id LIMIT 100", (after,)).fetchall()
                 if not rows:
                     break
                 for last, first, meta, text in rows:
-                    ts, ends = _unpack(meta, last - first + 1)
+                    ts, ends = _unpack(meta, last - first + 1, lf=False)
                     starts = [0, *ends[:-1]]
                     lines = [text[a:b] for a, b in zip(starts, ends, strict=True)]
                     new_ends = [end + i + 1 for i, end in enumerate(ends)]
@@ -291,13 +306,11 @@ class SpoolDb:
                                       (_pack(ts, new_ends), "\n".join(lines) + "\n", last))
                     converted += 1
                 after = rows[-1][0]
-            self.set_meta(FORMAT_KEY, FORMAT_LF)
             self.conn.execute("COMMIT")
         except BaseException:
             self.rollback()
             raise
-        if converted:
-            log.info("spool %s: %d chunks converted to lines ended by LF", path, converted)
+        log.info("spool %s: %d chunks converted to lines ended by LF", path, converted)
 
     def _migrate(self, path: Path) -> None:
         """Move the records of a spool written with a row per record (table `record`) into
@@ -426,7 +439,7 @@ class SpoolDb:
                 break
         return dropped, freed, freed < excess
 
-    def _payload(self, last_id: int) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    def _payload(self, last_id: int) -> tuple[str, array[int], array[int]]:
         """A chunk's (text, ts_ns per record, end of each line in text)."""
         first, meta, text = self.conn.execute(
             "SELECT first_id, meta, lp FROM chunk WHERE last_id=?", (last_id,)).fetchone()

@@ -338,25 +338,27 @@ async def test_a_batch_holds_what_peek_returns_across_chunks_and_holes(tmp_path:
     assert_same(SpoolBatch.join([head, tail]), await spool.peek(100, kind="sample"))
     assert await spool.ack_batch(head) == 3
     assert await spool.ack_batch(head) == 0  # acked twice: counted once
+    with pytest.raises(ValueError, match="not ascending"):
+        SpoolBatch.join([tail, head])
     assert [r.id for r in await spool.peek(100)] == [5, 6, 7, 9, 10]
     assert spool.counters().depth == 5
     await spool.close()
 
 
-async def test_a_spool_of_chunks_without_lfs_is_converted(tmp_path: Path) -> None:
-    """Chunks written before lines ended with a LF (with a record gone from one) come back
-    the same, and the conversion runs once."""
+async def test_chunks_without_lfs_are_converted(tmp_path: Path) -> None:
+    """Chunks written before lines ended with a LF (by an older linemon, also after this one
+    wrote chunks of its own; a record gone from one) come back the same, converted once."""
     import sqlite3
     import struct
 
     path = tmp_path / "s.sqlite"
     spool = await open_spool(path)
-    await spool.close()  # the current schema, to be put back as the last version wrote it
+    assert await spool.put([event(0)]) == [1]  # a chunk of the current format
+    await spool.close()
     lf = Record('note,machine=m1 text="a\nb" 3', "sample", False, 3)
     chunks = [[sample(1), sample(2), lf], [event(4), event(5)]]
     with sqlite3.connect(path) as conn:
-        conn.execute("DELETE FROM meta")
-        first = 1
+        first = 2
         for recs in chunks:
             lines, ts = [r.lp for r in recs], [r.ts_ns for r in recs]
             ends = [sum(len(x) for x in lines[:i + 1]) for i in range(len(lines))]
@@ -366,26 +368,35 @@ async def test_a_spool_of_chunks_without_lfs_is_converted(tmp_path: Path) -> Non
                           min(ts), nbytes,
                           struct.pack(f"<{len(ts)}q{len(ends)}I", *ts, *ends), "".join(lines)))
             first += len(recs)
-        # id 2 was acked: marked gone in its chunk
+        # id 3 was acked: marked gone in its chunk
         size = len(sample(2).lp) + RECORD_OVERHEAD
-        conn.execute("INSERT INTO gone VALUES(3, ?, 1, ?, 1)", (bytes([0b010]), size))
+        conn.execute("INSERT INTO gone VALUES(4, ?, 1, ?, 1)", (bytes([0b010]), size))
     conn.close()
 
-    want = [(1, sample(1).lp), (3, lf.lp), (4, event(4).lp), (5, event(5).lp)]
+    want = [(1, event(0).lp), (2, sample(1).lp), (4, lf.lp), (5, event(4).lp),
+            (6, event(5).lp)]
+    left = [event(0), sample(1), lf, event(4), event(5)]
     for _ in range(2):  # the second open finds nothing to convert
         spool = await open_spool(path)
         got = await spool.peek(100)
         assert [(r.id, r.lp) for r in got] == want
         assert_same(await spool.peek_batch(100), got)
         c = spool.counters()
-        assert (c.depth, c.bytes) == (4, budget_bytes([sample(1), lf, event(4), event(5)]))
+        assert (c.depth, c.bytes) == (5, budget_bytes(left))
         await spool.close()
     spool = await open_spool(path)
-    assert await spool.ack([3]) == 1 and await spool.ack([1]) == 1  # the chunk goes
-    assert spool.counters().bytes == budget_bytes([event(4), event(5)])
-    assert await spool.quarantine([(4, "rejected")]) == 1
+    assert await spool.ack([4]) == 1 and await spool.ack([2]) == 1  # the chunk goes
+    assert spool.counters().bytes == budget_bytes([event(0), event(4), event(5)])
+    assert await spool.quarantine([(5, "rejected")]) == 1
     assert [q.lp for q in await spool.list_quarantine()] == [event(4).lp]  # without its LF
+    assert await spool.put([sample(7)]) == [7]
     await spool.close()
+    with sqlite3.connect(path) as conn:  # what an older linemon cannot read: it says so
+        metas = [(m, n) for m, n in conn.execute("SELECT meta, last_id - first_id + 1 FROM chunk")]
+    conn.close()
+    assert metas and all(len(m) == 12 * n + 1 and m.endswith(b"\n") for m, n in metas)
+    with pytest.raises(struct.error):
+        struct.unpack(f"<{metas[0][1]}q{metas[0][1]}I", metas[0][0])
 
 
 async def test_random_operations_match_a_plain_model(tmp_path: Path) -> None:
