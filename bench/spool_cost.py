@@ -46,7 +46,8 @@ def load_old(rev: str, into: Path) -> ModuleType:
                          check=True, capture_output=True, text=True).stdout
     path = into / "spool_db_old.py"
     path.write_text(src)
-    spec = importlib.util.spec_from_file_location("spool_db_old", path)
+    # Named inside the package, so that its relative imports (linebatch) resolve.
+    spec = importlib.util.spec_from_file_location("collector.historian.spool_db_old", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while it loads

@@ -50,6 +50,12 @@ RECORD_OVERHEAD = 48
 # one record. A typical source batch (up to 1,000) is one chunk.
 CHUNK_MAX = 1000
 
+# SQLite's page cache for the spool, KiB (its default is 2,000). The spool reads each page
+# about once (appends at the tail, peeks and deletes at the head), and the OS caches the
+# file anyway; a larger cache only filled up, step by step with each new backlog peak, and
+# stayed: session 12 saw SQLite's memory go 0.9 -> 1.3 MiB in 12 minutes of a steady load.
+CACHE_KIB = 512
+
 # Last byte of a chunk's `meta` when its lines end with a LF. Per chunk, not a mark for
 # the file: an older linemon run on the file meanwhile writes chunks without it.
 LF_FORMAT = b"\n"
@@ -266,6 +272,7 @@ class SpoolDb:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+        self.conn.execute(f"PRAGMA cache_size={-CACHE_KIB}")
         self.conn.executescript(SCHEMA)
         self._end_lines_with_lf(path)
         self._migrate(path)

@@ -448,3 +448,35 @@ async def test_random_operations_match_a_plain_model(tmp_path: Path) -> None:
         assert (c.depth, c.bytes) == (len(model), budget_bytes(list(model.values())))
     assert [r.id for r in await spool.peek(10**6)] == sorted(model)
     await spool.close()
+
+
+def test_sqlite_memory_stays_bounded_by_the_spool_cache(tmp_path: Path) -> None:
+    """A backlog of 20,000 records drained in forwarder-sized batches leaves SQLite's memory
+    under 1 MiB (the spool's cache is CACHE_KIB), not at the 2 MiB its default cache fills to."""
+    import ctypes
+    import ctypes.util
+    import sqlite3
+
+    from collector.historian.spool_db import SpoolDb
+
+    name = ctypes.util.find_library("sqlite3")
+    lib = ctypes.CDLL(name) if name else None
+    if lib is None:
+        pytest.skip("no shared libsqlite3 to ask")
+    lib.sqlite3_libversion.restype = ctypes.c_char_p
+    if lib.sqlite3_libversion().decode() != sqlite3.sqlite_version:
+        pytest.skip("Python's sqlite3 is not the shared libsqlite3")
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    db = SpoolDb(tmp_path / "s.sqlite", 10**10)
+    try:
+        before = lib.sqlite3_memory_used()
+        for start in range(0, 20_000, 1000):  # ~2.4 MB of lines: more than 2 MiB of pages
+            db.insert([[Record(f"sample,line=line-1,machine=m-{i % 50:02d},quality=good,"
+                               f"signal=s{i % 10},source=mqtt value={i % 997 / 10!r} {i}",
+                               "sample", False, i) for i in range(start, start + 1000)]])
+        while len(batch := db.peek_batch(20_000, "sample", 0, None)):
+            db.ack(batch.ids, True)
+        grown = lib.sqlite3_memory_used() - before
+    finally:
+        db.close()
+    assert grown < 1024 * 1024, grown  # the default cache: ~2 MiB
