@@ -2,9 +2,9 @@
 
 One `str` and one array of offsets instead of a `str` per record. The forwarder sends
 5,000-20,000 records per request; as separate objects they were the largest regular peak
-of small allocations in the process, and each peak left pymalloc arenas and heap pages
-behind (session 11's soak grew by them). A text this size, and the array, are single
-blocks that the allocator maps and unmaps whole.
+of small allocations in the process, and the new pymalloc pools of session 11's runs were
+mostly of their two sizes. A text this size, and the array, are single blocks that the
+allocator maps and unmaps whole.
 """
 
 from __future__ import annotations
