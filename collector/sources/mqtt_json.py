@@ -9,7 +9,7 @@ then refused as `unknown_machine`, and a user sees it in the counters instead of
 from __future__ import annotations
 
 import re
-from collections import deque
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,10 @@ PLACEHOLDERS = {"{line}": "line", "{machine}": "machine"}
 # flight (MQTT 5), and a publisher's own re-send window is smaller still.
 REMEMBER_PER_TOPIC = 256
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PAIR = struct.Struct("<qQ")  # microseconds since the epoch, seq
+_pack_pair_into = _PAIR.pack_into  # bound once: this runs for every message
+_PAIR_BYTES = _PAIR.size
+_RING_BYTES = REMEMBER_PER_TOPIC * _PAIR_BYTES
 MICROSECOND = timedelta(microseconds=1)
 
 
@@ -94,33 +98,51 @@ class JsonTopics:
         seen = self._seen.get(topic)
         if seen is None:
             seen = self._seen[topic] = _Recent()
-        # One int per message, not a tuple with a datetime: thousands of topics keep 256 each.
         micros = (sample.source_ts - EPOCH) // MICROSECOND
-        return not seen.add((micros << 64) | (seq & 0xFFFF_FFFF_FFFF_FFFF))
+        return not seen.add(micros, seq & 0xFFFF_FFFF_FFFF_FFFF)
 
 
 class _Recent:
     """The identities of the last REMEMBER_PER_TOPIC messages of one topic.
 
-    A bounded deque searched linearly (in C, ~1 µs for 256) instead of a deque plus a set:
-    the set's table tripled the memory, and there are thousands of topics.
+    (timestamp, seq) pairs packed in a ring of bytes, allocated once and searched with
+    `bytearray.find` (1.8 µs to find a repeat among 256, measured). Thousands of topics keep
+    256 each: as 128-bit ints in a deque they took 12.9 KiB a topic (tracemalloc; 48 bytes
+    an int, plus the deque's blocks), packed 4.3 KiB, all of it from the topic's first
+    message on instead of growing with its first 256.
     """
 
-    def __init__(self) -> None:
-        self._order: deque[int] = deque(maxlen=REMEMBER_PER_TOPIC)
-        # The largest key ever added. Keys grow with the timestamp, so a message in order is
-        # larger and cannot be a repeat: the search (3.6 µs for 256 of these 128-bit ints,
-        # measured) is left for the reordered ones.
-        self._largest = -1
+    __slots__ = ("_filled", "_micros", "_next", "_ring", "_seq")
 
-    def add(self, key: int) -> bool:
-        """Remember `key`; False if it was remembered already."""
-        if key > self._largest:
-            self._largest = key
-        elif key in self._order:
+    def __init__(self) -> None:
+        self._ring = bytearray(_RING_BYTES)
+        self._next = 0  # the byte offset the next pair is written at
+        self._filled = 0  # bytes written, up to the ring's size
+        # The largest identity ever added. Identities grow with the timestamp, so a message
+        # in order is larger and cannot be a repeat: the search is left for reordered ones.
+        self._micros = -1 << 63
+        self._seq = -1
+
+    def add(self, micros: int, seq: int) -> bool:
+        """Remember the message stamped `micros` (since the epoch) with the unsigned 64-bit
+        `seq`; False if it was remembered already."""
+        if micros > self._micros or (micros == self._micros and seq > self._seq):
+            self._micros, self._seq = micros, seq
+        elif self._holds(_PAIR.pack(micros, seq)):
             return False
-        self._order.append(key)
+        at = self._next
+        _pack_pair_into(self._ring, at, micros, seq)
+        at += _PAIR_BYTES
+        if at > self._filled:  # until the ring is full once
+            self._filled = at
+        self._next = at % _RING_BYTES
         return True
+
+    def _holds(self, pair: bytes) -> bool:
+        at = self._ring.find(pair, 0, self._filled)
+        while at >= 0 and at % _PAIR_BYTES:  # a match astride two pairs is not one
+            at = self._ring.find(pair, at + 1, self._filled)
+        return at >= 0
 
 
 def _filter(template: str) -> str | None:

@@ -428,10 +428,27 @@ def test_the_duplicate_window_still_catches_reordered_repeats() -> None:
     from collector.sources.mqtt_json import REMEMBER_PER_TOPIC, _Recent
 
     recent = _Recent()
-    keys = [(t << 64) | t for t in range(100, 100 + REMEMBER_PER_TOPIC)]
-    assert all(recent.add(k) for k in keys)  # in order: the fast path
-    assert not recent.add(keys[-1])  # the newest again
-    assert not recent.add(keys[3])  # an older one again, out of order
-    assert recent.add((50 << 64) | 50)  # older than all, never seen: news (a late message)
-    assert not recent.add((50 << 64) | 50)
-    assert recent.add((10_000 << 64) | 1)
+    pairs = [(t, t) for t in range(100, 100 + REMEMBER_PER_TOPIC)]
+    assert all(recent.add(*p) for p in pairs)  # in order: the fast path
+    assert not recent.add(*pairs[-1])  # the newest again
+    assert not recent.add(*pairs[3])  # an older one again, out of order
+    assert recent.add(50, 50)  # older than all, never seen: news (a late message)
+    assert not recent.add(50, 50)
+    assert recent.add(10_000, 1)
+    # The ring is full: (50, 50) and (10_000, 1) pushed the two oldest out, and these two
+    # the next two.
+    assert recent.add(*pairs[0]) and recent.add(*pairs[1])
+    assert not recent.add(*pairs[4])
+    assert recent.add(-5, 2**64 - 1)  # before the epoch, the largest seq
+    assert not recent.add(-5, 2**64 - 1)
+
+
+def test_the_duplicate_window_does_not_match_astride_two_messages() -> None:
+    from collector.sources.mqtt_json import _Recent
+
+    recent = _Recent()
+    assert recent.add(100, 50) and recent.add(60, 1)
+    # Packed, (50, 60) is the second half of the first pair and the first half of the next.
+    assert recent.add(50, 60)
+    assert not recent.add(50, 60)
+    assert not recent.add(60, 1) and not recent.add(100, 50)
