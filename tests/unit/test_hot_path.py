@@ -452,3 +452,12 @@ def test_the_duplicate_window_does_not_match_astride_two_messages() -> None:
     assert recent.add(50, 60)
     assert not recent.add(50, 60)
     assert not recent.add(60, 1) and not recent.add(100, 50)
+
+
+def test_the_duplicate_window_searches_only_what_was_written() -> None:
+    from collector.sources.mqtt_json import _Recent
+
+    recent = _Recent()
+    assert recent.add(5, 5)
+    assert recent.add(0, 0)  # packed, all zero bytes: as the ring's unwritten part
+    assert not recent.add(0, 0)
